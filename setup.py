@@ -1,0 +1,53 @@
+"""Packaging for animegan2. The core needs torch, numpy, pillow, requests, tqdm, filelock and
+safetensors; everything heavier is an extra, imported lazily with an error naming it."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+VERSION = next(
+    line.split('"')[1]
+    for line in (ROOT / "animegan2" / "__init__.py").read_text().splitlines()
+    if line.startswith("__version__")
+)
+
+EXTRAS = {
+    "video": ["av>=11"],
+    "face": ["opencv-python-headless>=4.5"],
+    "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+    "train": ["opencv-python-headless>=4.5", "pyyaml>=6"],
+    "hf": ["huggingface_hub>=0.20"],
+    "tf": ["tensorflow-cpu>=2.12"],
+    "web": ["gradio>=4.0"],
+}
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40"]
+
+setup(
+    name="animegan2",
+    version=VERSION,
+    description="AnimeGANv2 for PyTorch: exact to the TensorFlow original, verified model zoo, images, faces and video",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["animegan2", "animegan2.*"]),
+    package_data={"animegan2": ["weights_manifest.json"]},
+    install_requires=[
+        "torch>=2.0,<3",
+        "numpy>=1.23",
+        "pillow>=9.1",
+        "requests>=2.28",
+        "tqdm>=4.60",
+        "filelock>=3.9",
+        "safetensors>=0.4",
+    ],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["animegan2=animegan2.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Processing",
+        "Topic :: Multimedia :: Graphics",
+    ],
+)
