@@ -19,8 +19,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import secrets
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -314,7 +314,9 @@ def save_image(image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, forma
     tmp = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+        # os.open rather than mkstemp: the file gets the usual umask permissions, not 0600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -325,7 +327,7 @@ def save_image(image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, forma
         raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
 
 def to_tensor(pixels: np.ndarray, *, device: str | torch.device | None = None) -> Tensor:
