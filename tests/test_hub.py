@@ -49,7 +49,8 @@ def loopback_zoo(tmp_path, monkeypatch):
 
 
 def _same(model, state):
-    return all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    loaded = model.state_dict()
+    return loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
 @pytest.fixture
