@@ -316,6 +316,16 @@ def test_insecure_urls_are_refused():
         zoo.load_state_dict("ftp://example.org/w.pt")
 
 
+def test_redirects_are_followed_only_to_accepted_urls(server, manifest, weights_bytes):
+    server.add("/real/tiny.pt", weights_bytes)
+    manifest(tiny=entry([server.add("/tiny.pt", b"", ["redirect:/real/tiny.pt"])], weights_bytes))
+    zoo.load_state_dict("tiny", progress=False)
+    assert server.gets("/real/tiny.pt") == [None]
+    manifest(other=entry([server.add("/evil.pt", b"", ["redirect:http://10.255.255.1/tiny.pt"])], weights_bytes))
+    with pytest.raises(DownloadError, match="refusing to download http://10.255.255.1/tiny.pt: only https"):
+        zoo.load_state_dict("other", progress=False)
+
+
 def _fetch_in_child(name: str) -> str:
     return str(zoo.fetch_weights(name, progress=False))
 
@@ -445,3 +455,4 @@ def test_hf_source_through_a_fake_endpoint(server, manifest, weights_bytes, monk
     zoo.load_state_dict("tiny", progress=False)
     assert sorted(p.name for p in cache("tiny").iterdir()) == ["tiny.pt"]
     assert len(server.gets("/someone/animegan2-weights/resolve/main/weights/tiny.pt")) == 2
+

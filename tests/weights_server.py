@@ -3,7 +3,7 @@
 Each path has a body and a queue of behaviours, one consumed per request (the last one
 repeats): "ok" (honours Range), "norange" (ignores Range), "cut" (declares the full length,
 sends half, closes), "short" (no Content-Length, half the body), "500", "404", "slow"
-(waits before answering), "trickle" (sends the body slowly). HEAD requests and the
+(waits before answering), "trickle" (sends the body slowly), "redirect:<location>" (302). HEAD requests and the
 Hugging Face headers (X-Repo-Commit, ETag) are answered too.
 """
 
@@ -43,6 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._status(404)
         if behaviour == "500":
             return self._status(500)
+        if behaviour.startswith("redirect:"):
+            self.send_response(302)
+            self.send_header("Location", behaviour[len("redirect:") :])
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if behaviour == "slow":
             time.sleep(route.delay)
         body, start = route.body, 0
