@@ -8,11 +8,15 @@ the traceback).
 from __future__ import annotations
 
 import argparse
+import glob
+import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
-from .errors import AnimeGANError
+from .errors import AnimeGANError, ConfigError
 
 
 def _common() -> argparse.ArgumentParser:
@@ -55,3 +59,146 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("animegan2: interrupted", file=sys.stderr)
         return 130
+
+
+# --- stylize ---
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes notices to whatever ``sys.stderr`` is when they are emitted."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _show_notices(quiet: bool, debug: bool) -> None:
+    logger = logging.getLogger("animegan2")
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("animegan2: %(message)s"))
+        logger.addHandler(handler)
+
+
+@subcommand
+def _add_stylize(sub, common):
+    p = sub.add_parser(
+        "stylize",
+        parents=[common],
+        help="turn images, folders and globs into anime",
+        description="Stylize images. A run over many files never stops at a bad one: failures are listed "
+        "at the end and the exit status is 1. Outputs are written atomically.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns, or - for stdin")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder; an image file name for a single input; - for stdout")  # fmt: skip
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
+    which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", choices=["float32", "fp16", "bf16"], help="run under fp16/bf16 autocast (GPU)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="images per forward pass (same-size images)")
+    p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
+                   help="output format (default: the input's; GIF becomes PNG)")  # fmt: skip
+    p.add_argument("--suffix", default="", help="added to each output file's stem, e.g. _anime")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+    p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
+    p.add_argument("--size", type=_positive_int, help="stylize with this long side (the output keeps the input size)")
+    p.add_argument("--max-pixels", type=_positive_int, help="reduce larger images to this many pixels to stylize them")
+    p.add_argument("--x32", action="store_true", help="the published rule: sides < 256 -> 256, else floored to x32")
+    p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    p.set_defaults(func=_run_stylize)
+
+
+def _stylize_sources(args) -> tuple[list[tuple[object, Path]], list[tuple[str, str]]]:
+    """(source, name to build the output from) for every input, and the inputs that matched nothing."""
+    from .stylize import find_images
+
+    sources: list[tuple[object, Path]] = []
+    missing: list[tuple[str, str]] = []
+    for item in args.inputs:
+        path = Path(item)
+        if item == "-":
+            sources.append((sys.stdin.buffer, Path("stdin.png")))
+        elif path.is_dir():
+            found = find_images(path, args.recursive)
+            sources += [(p, p.relative_to(path)) for p in found]
+            if not found:
+                missing.append((item, "no images in this folder" + ("" if args.recursive else " (--recursive for sub-folders)")))
+        elif path.is_file():
+            sources.append((path, Path(path.name)))
+        elif any(c in item for c in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=args.recursive)) if Path(m).is_file()]
+            sources += [(m, Path(m.name)) for m in matches]
+            if not matches:
+                missing.append((item, "no file matches this pattern"))
+        else:
+            missing.append((item, "no such file or folder"))
+    return sources, missing
+
+
+def _run_stylize(args) -> int:
+    from .imageio import IMAGE_SUFFIXES, source_name
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+
+    _show_notices(args.quiet, args.debug)
+    sources, failed = _stylize_sources(args)
+    out, fmt = args.output, args.format
+    if out == "-":
+        if len(sources) != 1:
+            raise ConfigError(f"-o - writes one image to stdout, but {len(sources)} inputs were found")
+        fmt = fmt or output_suffix(sources[0][1]).lstrip(".")
+        jobs = [(sources[0][0], sys.stdout.buffer)]
+    elif len(sources) == 1 and len(args.inputs) == 1 and Path(out).suffix.lower() in IMAGE_SUFFIXES and not Path(out).is_dir():
+        jobs = [(sources[0][0], Path(out))]
+    else:
+        jobs, seen = [], {}
+        for src, name in sources:
+            dst = Path(out) / name.parent / f"{name.stem}{args.suffix}{output_suffix(name, fmt)}"
+            if dst in seen:
+                failed.append((source_name(src), f"same output name as {seen[dst]} ({dst}); use separate runs"))
+                continue
+            seen[dst] = source_name(src)
+            jobs.append((src, dst))
+    stylizer = Stylizer(
+        args.weights or args.style or DEFAULT_WEIGHTS,
+        device=args.device,
+        dtype=args.dtype,
+        size=args.size,
+        max_pixels=args.max_pixels,
+        x32=args.x32,
+        keep_color=args.keep_color,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    report = stylizer.stylize_files(
+        jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
+    )
+    for src, reason, exc in report.failed:
+        if args.debug:
+            traceback.print_exception(exc)
+        failed.append((src, reason))
+    for src, reason in failed:
+        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
+        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"animegan2: {len(report.done)} stylized, {len(report.skipped)} skipped, {len(failed)} failed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
