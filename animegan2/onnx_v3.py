@@ -82,9 +82,10 @@ class OnnxGeneratorV3(nn.Module):
             contains ``tiny``, else 8).
         fit: ``"pad"`` or ``"resize"`` (see the module's docstring).
 
-    >>> g = OnnxGeneratorV3("AnimeGANv3_Hayao_36.onnx")  # doctest: +SKIP
-    >>> g(torch.rand(1, 3, 300, 401) * 2 - 1).shape  # doctest: +SKIP
-    torch.Size([1, 3, 300, 401])
+    Example (with a downloaded model)::
+
+        g = OnnxGeneratorV3("AnimeGANv3_Hayao_36.onnx")
+        g(torch.rand(1, 3, 300, 401) * 2 - 1).shape   # torch.Size([1, 3, 300, 401])
     """
 
     architecture = "animeganv3"
