@@ -111,6 +111,7 @@ class GeneratorV1(nn.Module):
     """
 
     architecture = "animeganv1"
+    upsample = "tf"  # fixed: the original resizes with TF1-legacy bilinear, which callers read
 
     def __init__(self) -> None:
         super().__init__()
