@@ -254,3 +254,35 @@ def _run_weights(args) -> int:
             raise WeightsError(f"{args.name} is not in the cache: run `animegan2 weights download {args.name}`")
         print(path)
     return 0
+
+
+# --- serve ---
+
+
+@subcommand
+def _add_serve(sub, common):
+    p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
+                   help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=float, default=15.0)
+    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from .web import WebApp
+
+    app = WebApp(
+        weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,
+        queue_size=args.queue_size, progress=not args.quiet,
+    )
+    app.launch(args.host, args.port, quiet=args.quiet)
+    return 0
