@@ -360,8 +360,14 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if _is_tf_checkpoint(path):
         from .convert import convert_checkpoint
 
-        state, _ = convert_checkpoint(path)
-        return state, WeightsMeta(upsample="tf", norm_eps=1e-12, name=path.name)
+        state, raw = convert_checkpoint(path)
+        meta = WeightsMeta(
+            architecture=raw.get("architecture", "animeganv2"),
+            upsample=raw.get("upsample", "tf"),
+            norm_eps=float(raw.get("norm_eps", 1e-12)),
+            name=path.name,
+        )
+        return state, meta
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -439,6 +445,8 @@ def load_generator(
     ('align_corners', 1e-05)
     """
     state, meta = load_state_dict(weights, progress=progress, check_hash=check_hash)
+    if meta.architecture != "animeganv2":
+        raise WeightsError(f"{weights} holds {meta.architecture} weights; load_generator builds the AnimeGANv2 generator")
     model = Generator(
         upsample=upsample or meta.upsample,
         norm_eps=norm_eps if norm_eps is not None else meta.norm_eps,
