@@ -57,7 +57,7 @@ def _files(folder):
 
 def test_mixed_folder_never_stops_and_reports_each_failure(mixed, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["stylize", str(mixed), "-o", str(out), "--weights", weights, "--device", "cpu", "-r", "--suffix", "_a"])
+    status = main(["stylize", str(mixed), "-o", str(out), "--weights", weights, "--device", "cpu", "-r", "--suffix", "_a", "--batch-size", "3"])
     err = capsys.readouterr().err
     assert status == 1 and "Traceback" not in err
     failures = [line for line in err.splitlines() if line.startswith("animegan2: failed: ")]
@@ -130,6 +130,13 @@ def test_errors_before_any_file_are_one_line(tmp_path, capsys):
     assert main(["stylize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "none.pt")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("animegan2: error: no weights named") and err.count("\n") == 1
+
+
+def test_debug_shows_the_traceback_of_each_failure(weights, tmp_path, capsys):
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert main(["stylize", str(tmp_path / "empty.png"), "-o", str(tmp_path / "o"), "--weights", weights, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "animegan2.errors.ImageError" in err
 
 
 def test_scene_photos_through_the_cli_and_stdin_stdout(testdata, weights, tmp_path):
