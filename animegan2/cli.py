@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import AnimeGANError, ConfigError
+from .errors import AnimeGANError, ConfigError, WeightsError
 
 
 def _common() -> argparse.ArgumentParser:
@@ -202,3 +202,55 @@ def _run_stylize(args) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+# --- weights ---
+
+
+@subcommand
+def _add_weights(sub, common):
+    p = sub.add_parser("weights", parents=[common], help="list, download, import, verify the model zoo's weights")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="every named weight: style, size, format, cached or not")
+    dl = actions.add_parser("download", parents=[common], help="download and verify named weights into the cache")
+    dl.add_argument("names", nargs="*", metavar="NAME")
+    dl.add_argument("--all", action="store_true", help="every entry of the manifest")
+    imp = actions.add_parser("import", parents=[common], help="verify a file obtained elsewhere and put it in the cache")
+    imp.add_argument("name", metavar="NAME")
+    imp.add_argument("source", metavar="FILE_OR_DIR")
+    actions.add_parser("verify", parents=[common], help="re-hash every cached file against the manifest")
+    path = actions.add_parser("path", parents=[common], help="print the cached file of a named weight")
+    path.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_run_weights)
+
+
+def _run_weights(args) -> int:
+    from . import zoo
+
+    if args.action == "list":
+        rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
+        for spec in zoo.load_manifest().values():
+            cached = "cached" if zoo.cached_weights(spec.name) else "-"
+            rows.append((spec.name, spec.style, str(spec.size or "-"), spec.format, cached, ",".join(spec.aliases)))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    elif args.action == "download":
+        if not args.names and not args.all:
+            raise ConfigError("name the weights to download, or give --all")
+        for name in list(zoo.load_manifest()) if args.all else args.names:
+            print(zoo.fetch_weights(name, progress=not args.quiet))
+    elif args.action == "import":
+        print(zoo.import_weights(args.name, args.source, progress=not args.quiet))
+    elif args.action == "verify":
+        report = zoo.verify_cache()
+        for entry, name, problem in report:
+            print(f"{entry}/{name}: " + (f"BAD ({problem})" if problem else "ok"))
+        if not report:
+            print("no cached weights to verify")
+        return int(any(problem for _, _, problem in report))
+    elif args.action == "path":
+        path = zoo.cached_weights(args.name)
+        if path is None:
+            raise WeightsError(f"{args.name} is not in the cache: run `animegan2 weights download {args.name}`")
+        print(path)
+    return 0
