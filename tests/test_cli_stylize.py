@@ -157,3 +157,26 @@ def test_stdin_to_stdout(testdata, weights, monkeypatch, capsysbinary):
     captured = capsysbinary.readouterr()
     assert Image.open(io.BytesIO(captured.out)).size == (1280, 672)
     assert b"<stdin>: 1280x672 is over max_pixels=4000; stylized at 87x45" in captured.err
+
+
+def test_zoo_name_through_the_cli_and_the_one_liner(tmp_path, monkeypatch, capsys):
+    import json
+
+    import animegan2
+    from tests.test_zoo import entry
+    from tests.weights_server import WeightsServer
+
+    buf = io.BytesIO()
+    torch.save(random_state_dict(seed=5), buf)
+    body = buf.getvalue()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("ANIMEGAN2_OFFLINE", raising=False)
+    Image.new("RGB", (12, 9), (40, 80, 120)).save(tmp_path / "p.jpg")
+    with WeightsServer() as server:
+        url = server.add("/toon.pt", body)
+        (tmp_path / "manifest.json").write_text(json.dumps({"schema": 1, "weights": {"toon": entry([url], body, aliases=["toonish"])}}))
+        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(tmp_path / "manifest.json"))
+        assert main(["stylize", str(tmp_path / "p.jpg"), "-o", str(tmp_path / "out"), "--style", "toonish", "--device", "cpu", "-q"]) == 0
+        assert animegan2.stylize(tmp_path / "p.jpg", style="toon", device="cpu", progress=False).size == (12, 9)
+        assert server.gets("/toon.pt") == [None]  # downloaded once, then from the verified cache
+    assert Image.open(tmp_path / "out" / "p.jpg").size == (12, 9)
