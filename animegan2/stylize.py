@@ -143,6 +143,7 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed."""
         return not self.failed
 
 
