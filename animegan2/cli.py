@@ -259,3 +259,124 @@ def _run_weights(args) -> int:
             raise WeightsError(f"{args.name} is not in the cache: run `animegan2 weights download {args.name}`")
         print(path)
     return 0
+
+
+# --- serve ---
+
+
+@subcommand
+def _add_serve(sub, common):
+    p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
+                   help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=float, default=15.0)
+    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from .web import WebApp
+
+    app = WebApp(
+        weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,
+        queue_size=args.queue_size, progress=not args.quiet,
+    )
+    app.launch(args.host, args.port, quiet=args.quiet)
+
+
+# --- face and video ---
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
+    which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+
+@subcommand
+def _add_face(sub, common):
+    p = sub.add_parser("face", parents=[common], help="find, level and stylize the face in portraits")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photo files")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input")
+    _add_model_options(p)
+    p.add_argument("--size", type=_positive_int, default=512, help="side of the stylized square (default 512)")
+    p.add_argument("--margin", type=float, default=0.5, help="room around the face box, a fraction of its side (default 0.5)")
+    p.add_argument("--paste-back", action="store_true", help="blend the stylized face back into the whole photo")
+    p.add_argument("--no-align", action="store_true", help="do not rotate to level the eyes")
+    p.add_argument("--on-missing", choices=["error", "center"], default="error",
+                   help="no face found: report the file (default) or stylize a centre crop")
+    p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
+    p.set_defaults(func=_run_face)
+
+
+def _run_face(args) -> int:
+    from .face import face2paint, paint_files
+    from .imageio import IMAGE_SUFFIXES
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+
+    _show_notices(args.quiet, args.debug)
+    out = Path(args.output)
+    if len(args.inputs) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        jobs = [(args.inputs[0], out)]
+    else:
+        jobs = [(src, out / f"{Path(src).stem}{output_suffix(src)}") for src in args.inputs]
+    paint = face2paint(
+        size=args.size, side_by_side=args.side_by_side, detect=True, margin=args.margin,
+        align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
+    )
+    stylizer = Stylizer(args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, progress=not args.quiet)
+    report = paint_files(jobs, paint, stylizer, progress=not args.quiet)
+    for src, reason, exc in report.failed:
+        if args.debug:
+            traceback.print_exception(exc)
+        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
+        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+@subcommand
+def _add_video(sub, common):
+    p = sub.add_parser("video", parents=[common], help="stylize a video or GIF, keeping its audio, frame count and rate")
+    p.add_argument("input", metavar="IN", help="a video file (mp4, mkv, mov, webm, gif, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (its suffix picks the container) or folder")
+    _add_model_options(p)
+    p.add_argument("--size", type=_positive_int, help="long side of the output frames (default: the input's)")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the input's)")
+    p.add_argument("--start", help="start time, seconds or [hh:]mm:ss")
+    p.add_argument("--end", help="end time, seconds or [hh:]mm:ss")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="frames per forward pass (default 4)")
+    p.set_defaults(func=_run_video)
+
+
+def _run_video(args) -> int:
+    from .stylize import DEFAULT_WEIGHTS, Stylizer
+    from .video import stylize_video
+
+    _show_notices(args.quiet, args.debug)
+    out = Path(args.output)
+    if out.is_dir():
+        out = out / Path(args.input).name
+    stylizer = Stylizer(
+        args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, batch_size=args.batch_size, progress=not args.quiet
+    )
+    result = stylize_video(
+        args.input, out, stylizer.stylize_arrays, size=args.size, fps=args.fps, start=args.start, end=args.end,
+        crf=args.crf, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"animegan2: wrote {result.path}: {result.frames} frames at {float(result.fps):g} fps, "
+            f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
+            file=sys.stderr,
+        )
+    return 0

@@ -11,7 +11,8 @@ through a feathered mask.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from PIL import Image
 from torch import nn
 
 from .errors import ConfigError, FaceNotFoundError, require
+from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
+from .stylize import BatchReport, Stylizer, _reason
 
 ON_MISSING = ("error", "center")
 _DETECT_MAX_SIDE = 1024  # faces are found on a copy no larger than this: cascades scale badly
@@ -142,18 +145,17 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.resize((size, size), Image.LANCZOS)
 
 
-def _paint(model: nn.Module, img: Image.Image, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hub entry's numerics: bytes / 255 * 2 - 1 in, model out; both CHW in [-1, 1]."""
+def _paint(model: nn.Module | Stylizer, img: Image.Image, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hub entry's numerics: input and output CHW tensors in [-1, 1] on the CPU."""
+    stylizer = model if isinstance(model, Stylizer) else Stylizer(model, device=device, progress=False)
+    # The hub port scales bytes as x / 255 * 2 - 1, which is one float32 ulp away from
+    # imageio.to_tensor's x / 127.5 - 1 for some values; the drop-in must match it bit for bit.
     x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255) * 2 - 1
-    with torch.no_grad():
-        y = model(x.unsqueeze(0).to(device)).cpu()[0]
-    return x, y
+    return x, stylizer.stylize_tensor(x)
 
 
 def _to_pil(chw: torch.Tensor) -> Image.Image:
-    # Truncation, not rounding: what torchvision's to_pil_image does, so outputs match the hub entry.
-    chw = (chw * 0.5 + 0.5).clip(0, 1)
-    return Image.fromarray(chw.mul(255).byte().permute(1, 2, 0).numpy())
+    return Image.fromarray(from_tensor(chw))
 
 
 def paste_face(photo: Image.Image, styled: Image.Image, crop: FaceCrop, feather: float = 0.15) -> Image.Image:
@@ -197,6 +199,9 @@ def face2paint(
 ) -> Callable[..., Image.Image]:
     """Return ``f(model, img, size=..., side_by_side=...) -> PIL.Image``, the hub's face2paint.
 
+    ``model`` is a generator module or a :class:`~animegan2.stylize.Stylizer` (which brings
+    its own device and dtype).
+
     Without ``detect`` it is the established drop-in: centre crop to a square, Lanczos
     resize to ``size``, model, clip; ``side_by_side`` puts input and output next to each other.
     With ``detect=True`` (needs ``animegan2[face]``) the largest face is found, levelled by
@@ -219,7 +224,7 @@ def face2paint(
     defaults = dict(detect=detect, margin=margin, align=align, paste_back=paste_back, feather=feather, on_missing=on_missing)
 
     def apply(
-        model: nn.Module,
+        model: nn.Module | Stylizer,
         img: Image.Image,
         size: int = size,
         side_by_side: bool = side_by_side,
@@ -245,3 +250,29 @@ def face2paint(
         return _side_by_side(crop.image, styled) if side_by_side else styled
 
     return apply
+
+
+def paint_files(
+    jobs: Iterable[tuple[str | os.PathLike, str | os.PathLike]],
+    paint: Callable[..., Image.Image],
+    model: nn.Module | Stylizer,
+    *,
+    progress: bool = True,
+) -> BatchReport:
+    """Run ``paint`` (made by :func:`face2paint`) over (source, destination) files; a bad file
+    or a photo without a face is reported in the returned :class:`BatchReport`, never stops
+    the run. Outputs are written atomically with the source's ICC profile and EXIF; alpha is
+    kept when the output is the whole photo (paste-back)."""
+    from tqdm.auto import tqdm
+
+    report = BatchReport()
+    for src, dst in tqdm(list(jobs), unit="img", disable=None if progress else True):
+        try:
+            image = load_image(src)
+            out = np.asarray(paint(model, image.to_pil().convert("RGB")))
+            alpha = to_uint8(image.alpha) if image.alpha is not None and out.shape[:2] == image.pixels.shape[:2] else None
+            save_image(DecodedImage(out, alpha, image.icc_profile, image.exif), dst)
+            report.done.append((str(src), str(dst)))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+            report.failed.append((str(src), _reason(exc), exc))
+    return report

@@ -128,7 +128,9 @@ def test_cli_face(weights_file, testdata, tmp_path, capsys):
     assert main(argv + ["--paste-back", "--margin", "0.3"]) == 1
     err = capsys.readouterr().err
     assert "blank.png" in err and "no face found" in err and "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["face_b.png"]
-    assert Image.open(out / "face_b.png").size == (704, 704)
-    assert main(argv[:3] + ["-o", str(out / "crop.jpg")] + argv[5:]) == 0
-    assert Image.open(out / "crop.jpg").size == (64, 64)
+    assert sorted(p.name for p in out.iterdir()) == ["face_b.jpg"]
+    assert Image.open(out / "face_b.jpg").size == (704, 704)
+    assert main(argv[:2] + ["-o", str(out / "crop.png")] + argv[5:]) == 0
+    assert Image.open(out / "crop.png").size == (64, 64)
+    assert main(argv[:3] + ["-o", str(out / "b"), "--on-missing", "center"] + argv[5:]) == 0
+    assert Image.open(out / "b" / "blank.png").size == (64, 64)

@@ -6,8 +6,13 @@ import av
 import numpy as np
 import pytest
 
+import torch
+
+from animegan2.cli import main
 from animegan2.errors import ConfigError, VideoError
+from animegan2.stylize import Stylizer
 from animegan2.video import parse_time, stylize_video
+from tests.reference import random_state_dict
 
 W, H, FPS, N = 64, 48, 12, 24
 RATE = 16000
@@ -174,3 +179,24 @@ def test_options_are_checked(clip, tmp_path):
     with pytest.raises(VideoError, match="no frames"):
         stylize_video(clip, tmp_path / "o.mp4", invert, start=5, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_video(clip, tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    torch.save(random_state_dict(5), weights)
+    out = tmp_path / "anime.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--weights", str(weights), "--batch-size", "3", "--crf", "30"]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {out}: 24 frames at 12 fps, 64x48, {len(probe(clip)[2])} audio packets copied" in err
+    frames, rate, audio = probe(out)
+    assert len(frames) == N and rate == FPS and audio == probe(clip)[2]
+    # the frames are the model's: same as the Stylizer on the decoded input frames
+    src_frames = probe(clip)[0]
+    expected = Stylizer(weights, device="cpu").stylize_arrays(src_frames[:1])[0]
+    assert np.abs(frames[0].astype(int) - expected).mean() < 6
+
+    sound = make_clip(tmp_path / "sound.m4a", video=False)
+    assert main(["video", str(sound), "-o", str(tmp_path / "x.mp4"), "--weights", str(weights), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no video stream" in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()
