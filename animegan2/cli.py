@@ -226,14 +226,19 @@ def _add_weights(sub, common):
 def _run_weights(args) -> int:
     from . import zoo
 
+    _show_notices(args.quiet, args.debug)
     if args.action == "list":
+        specs = zoo.load_manifest().values()
         rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
-        for spec in zoo.load_manifest().values():
+        for spec in specs:
             cached = "cached" if zoo.cached_weights(spec.name) else "-"
             rows.append((spec.name, spec.style, str(spec.size or "-"), spec.format, cached, ",".join(spec.aliases)))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("\nLICENCES")
+        for spec in specs:
+            print(f"{spec.name}: {spec.license}")
     elif args.action == "download":
         if not args.names and not args.all:
             raise ConfigError("name the weights to download, or give --all")
