@@ -226,6 +226,7 @@ def _add_weights(sub, common):
 def _run_weights(args) -> int:
     from . import zoo
 
+    _show_notices(args.quiet, args.debug)
     if args.action == "list":
         rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
         for spec in zoo.load_manifest().values():
