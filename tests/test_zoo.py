@@ -94,7 +94,8 @@ def assert_equal_state(state, expected):
 def test_bundled_manifest_has_the_published_entries():
     specs = zoo.load_manifest(zoo.BUNDLED_MANIFEST)
     assert set(specs) == {
-        "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch"
+        "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch",
+        "v1-hayao", "v3-hayao", "v3-shinkai",
     }
     assert zoo.get_spec("webtoon").name == "celeba_distill"
     fp2 = specs["face_paint_512_v2"].files[0]
@@ -359,7 +360,10 @@ def test_trust_on_first_use_pins_and_refuses_a_changed_file(server, manifest, we
     with caplog.at_level(logging.WARNING, logger="animegan2"):
         zoo.load_state_dict("tiny", progress=False)
     digest = hashlib.sha256(weights_bytes).hexdigest()
-    assert [r.getMessage() for r in caplog.records] == [f"no published digest for tiny/tiny.pt: pinned sha256 {digest} on first use"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no published digest for tiny/tiny.pt: pinned sha256 {digest} on first use",
+        "licence note for tiny: test data",
+    ]
     assert cache("pins", "tiny", "tiny.pt.sha256").read_text() == digest + "\n"
     cache("tiny", "tiny.pt").unlink()
     server.add("/tiny.pt", _pt_bytes(2))
