@@ -379,4 +379,36 @@ def _run_video(args) -> int:
             f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
             file=sys.stderr,
         )
+
+# --- convert ---
+
+
+@subcommand
+def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert an original TensorFlow 1 checkpoint to .pt or .safetensors",
+        description="Convert an original TensorFlow 1 AnimeGAN generator checkpoint (no TensorFlow needed).",
+    )
+    p.add_argument("src", help="checkpoint directory, prefix (.../Hayao-64.ckpt) or its .index file")
+    p.add_argument("-o", "--output", help="output file: .pt (plain state_dict) or .safetensors (with metadata)")
+    p.add_argument("--list", action="store_true", help="list the checkpoint's tensors and exit")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint, describe, save_weights
+    from .errors import ConfigError
+
+    if args.list:
+        print(describe(args.src))
+        return 0
+    if not args.output:
+        raise ConfigError("convert needs an output file: -o OUT.safetensors (or OUT.pt), or --list")
+    state, metadata = convert_checkpoint(args.src)
+    out = save_weights(state, metadata, args.output)
+    if not args.quiet:
+        print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
+              f"norm_eps={metadata['norm_eps']})")
     return 0

@@ -181,17 +181,27 @@ def stylize_video(
     try:
         if not inp.streams.video:
             raise VideoError(f"{src} has no video stream: give a video file (mp4, mkv, mov, webm, gif, ...)")
-        result = _run(av, inp, src, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress)
+        result = _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress)
         os.replace(tmp, dst)
+    except av.FFmpegError as exc:
+        _remove(tmp)
+        raise VideoError(f"{src} -> {dst}: {exc}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     finally:
         inp.close()
     return VideoResult(dst, *result)
 
 
-def _run(av, inp, src, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress):
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # e.g. its folder is not a folder: then nothing was written either
+        pass
+
+
+def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress):
     from tqdm import tqdm
 
     vin = inp.streams.video[0]
@@ -206,7 +216,7 @@ def _run(av, inp, src, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_siz
     try:
         out = av.open(str(tmp), "w")
     except (av.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot write {tmp.with_name(tmp.name.split('.partial')[0][1:] + tmp.suffix)}: {exc}") from exc
+        raise VideoError(f"cannot write {dst}: {exc}") from exc
     audio_in = [] if is_gif else list(inp.streams.audio)
     try:
         vout = out.add_stream(codec, rate=rate)
@@ -246,8 +256,7 @@ def _run(av, inp, src, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_siz
 
             clip_end = None if end_s is None else end_s - (start_s or 0.0)
             for frame, repeats in _frame_ticks(frames(), float(rate) if fps else None, clip_end):
-                rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
-                decoded.put(("frame", rgb, repeats))
+                decoded.put(("frame", _to_rgb(frame, width, height), repeats))
             decoded.put(_STOP)
 
         def stylize() -> None:
@@ -315,6 +324,10 @@ def _run(av, inp, src, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_siz
     finally:
         out.close()
     return written, rate, (width, height), copied, time.perf_counter() - t0
+
+
+def _to_rgb(frame, width: int, height: int) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
 
 
 def _raise_failed(workers: list[_Worker]) -> None:

@@ -109,3 +109,15 @@ def test_github_form_with_a_prepopulated_hub_cache_needs_no_network(loopback_zoo
     assert f"Using cache found in {hub_checkout}" in capsys.readouterr().err
     assert _same(model, loopback_zoo["face_paint_512_v1"])
     assert download.cache_dir().joinpath("face_paint_512_v1", "face_paint_512_v1.pt").is_file()
+
+
+def test_face2paint_entry_point_is_the_drop_in():
+    from PIL import Image
+
+    paint = torch.hub.load(str(REPO), "face2paint", source="local", size=64)
+    model = torch.hub.load(str(REPO), "generator", source="local", pretrained=False)
+    photo = Image.new("RGB", (100, 80), (200, 150, 120))
+    out = paint(model, photo)
+    assert isinstance(out, Image.Image) and out.size == (64, 64)
+    assert paint(model, photo, side_by_side=True).size == (128, 64)
+    assert torch.hub.load(str(REPO), "face2paint", source="local", size=32, side_by_side=True)(model, photo).size == (64, 32)

@@ -1,5 +1,6 @@
 """animegan2.video: frames, rate and audio kept, GIF in/out, cuts, bad input, no partial output."""
 
+import time
 from fractions import Fraction
 
 import av
@@ -20,7 +21,7 @@ RATE = 16000
 
 def frame_pixels(i: int) -> np.ndarray:
     arr = np.zeros((H, W, 3), np.uint8)
-    arr[:, :, 0] = i * 10
+    arr[:, :, 0] = i * 10 % 250
     arr[:, (i * 2) % W : (i * 2) % W + 8, 1] = 255
     return arr
 
@@ -200,3 +201,30 @@ def test_cli_video(clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no video stream" in err and "Traceback" not in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_decoding_stays_within_the_queue_bound(tmp_path, monkeypatch):
+    import animegan2.video as video
+
+    long_clip = make_clip(tmp_path / "long.mp4", audio=False, n=72)
+    decoded, ahead = [], []
+    real = video._to_rgb
+    monkeypatch.setattr(video, "_to_rgb", lambda *a: decoded.append(1) or real(*a))
+
+    def slow(frames):
+        if not ahead:
+            time.sleep(0.5)  # the decoder runs on meanwhile, until the queue is full
+            ahead.append(len(decoded))
+        return invert(frames)
+
+    result = stylize_video(long_clip, tmp_path / "out.mp4", slow, batch_size=2, progress=False)
+    assert result.frames == len(decoded) == 72
+    assert 4 <= ahead[0] <= 3 * 2 + 3  # one batch in the model, 2 * 2 + 2 queued, one waiting
+
+
+def test_unwritable_output(clip, tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(VideoError, match="out.mp4: .*Not a directory"):
+        stylize_video(clip, not_a_dir / "out.mp4", invert, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]

@@ -111,3 +111,22 @@ def test_browser_upload_stylize_download(server, testdata, tmp_path):
         assert anime.size == src.size
     assert (tmp_path / "finished_page.png").stat().st_size > 10_000
     assert outside == [], f"the page requested outside hosts: {outside}"
+
+
+def test_api_video_keeps_frames_and_audio_and_limits_length(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from animegan2.errors import ConfigError
+    from animegan2.web import WebApp
+    from tests.test_video import N, make_clip, probe
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    clip = make_clip(tmp_path / "clip.mp4")  # 2 s, within the default 15 s limit
+    out = client.predict(handle_file(str(clip)), "toon", "Same as input", api_name="/stylize_video")
+    frames, _, audio = probe(out)
+    assert len(frames) == N and frames[0].shape == (48, 64, 3)
+    assert audio == probe(clip)[2]
+    short_limit = WebApp([str(server[1] / "toon.pt")], device="cpu", max_video_seconds=1.5)
+    with pytest.raises(ConfigError, match=r"2.0 s long; the limit is 1.5 s"):
+        short_limit.stylize_video(str(clip), "toon")

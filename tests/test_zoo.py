@@ -460,3 +460,36 @@ def test_hf_source_through_a_fake_endpoint(server, manifest, weights_bytes, monk
     assert sorted(p.name for p in cache("tiny").iterdir()) == ["tiny.pt"]
     assert len(server.gets("/someone/animegan2-weights/resolve/main/weights/tiny.pt")) == 2
 
+
+
+# --- TF1 checkpoints (the ckpt helper's TensorFlow-made fixture, served on loopback) ---
+
+
+def tf_entry(server, ckpt, *, data_digest=True, data_body=None):
+    """A tf1-checkpoint entry for the fixture: the index without digest (trust on first use)."""
+    files = []
+    for suffix in (".index", ".data-00000-of-00001"):
+        src = Path(str(ckpt.prefix) + suffix)
+        body = src.read_bytes() if data_body is None or suffix == ".index" else data_body
+        file = {"name": src.name, "urls": [server.add(f"/tf/{src.name}", body)]}
+        if suffix != ".index" and data_digest:
+            original = src.read_bytes()
+            file.update(size=len(original), sha256=hashlib.sha256(original).hexdigest())
+        files.append(file)
+    return entry([], None, format="tf1-checkpoint", upsample="tf", norm_eps=1e-12, size=256, style="Hayao", files=files)
+
+
+def _tf_output_matches(model, ckpt):
+    x, y = ckpt.outputs[(64, 64)]
+    out = model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    return float((out - torch.from_numpy(y).permute(0, 3, 1, 2)).abs().max())
+
+
+def test_tf1_entry_without_digest_must_pass_the_crc_check(tf_v2_checkpoint, server, manifest):
+    data = bytearray(Path(str(tf_v2_checkpoint.prefix) + ".data-00000-of-00001").read_bytes())
+    data[4096] ^= 0x01
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint, data_digest=False, data_body=bytes(data)))
+    with pytest.raises(ChecksumError, match="hayao: the downloaded files fail their integrity check"):
+        zoo.load_state_dict("hayao", progress=False)
+    assert sorted(p.name for p in cache("hayao").iterdir()) == []
+    assert not cache("pins").exists()
