@@ -134,3 +134,9 @@ def test_face_and_video_paths_take_a_v3_model(tmp_path):
     stylize_video(clip, tmp_path / "out.mp4", Stylizer(g, device="cpu", progress=False).stylize_arrays, progress=False)
     frames, _, _ = probe(tmp_path / "out.mp4")
     assert len(frames) == 4 and frames[0].shape == (48, 64, 3)
+
+
+def test_stylizer_keeps_the_size_with_v1_models():
+    # v1 floors outputs to multiples of 4 like v2's "tf" mode; the Stylizer pads and crops back
+    out = Stylizer(GeneratorV1().eval(), device="cpu", progress=False).stylize(np.zeros((37, 53, 3), np.uint8))
+    assert out.shape == (37, 53, 3) and out.dtype == np.uint8
