@@ -166,9 +166,9 @@ def _edit(tf_values, drop=(), **changes):
             r"\(found 1: discriminator/conv_0/weights, ...\)",
         ),
         (
-            lambda t: {G + "b1/SeparableConv2d/depthwise_weights": np.zeros((3, 3, 64, 1), np.float32)},
-            r"generator/G_MODEL/ holds 1 variables \(b1/SeparableConv2d/depthwise_weights, ...\) of no known "
-            r"network; known: AnimeGANv2 \(has generator/G_MODEL/C/r1/r1/w\)",
+            lambda t: {G + "Encoder/Conv/weights": np.zeros((3, 3, 3, 64), np.float32)},
+            r"generator/G_MODEL/ holds 1 variables \(Encoder/Conv/weights, ...\) of no known network; known: "
+            r"AnimeGANv2 \(has generator/G_MODEL/C/r1/r1/w\), AnimeGAN v1 \(has generator/G_MODEL/b1/SeparableConv2d/",
         ),
     ],
     ids=["missing", "extra", "shape", "dtype", "discriminator-only", "other-network"],
