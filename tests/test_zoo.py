@@ -196,6 +196,21 @@ def test_unknown_name_and_missing_path(manifest):
         zoo.load_state_dict("nope")
     with pytest.raises(WeightsError, match="does not exist"):
         zoo.load_state_dict(Path("nope.pt"))
+    # a string that is plainly a path is reported as a missing file, not as an unknown name
+    for text in ("nope.pt", "/no/such/folder", "weights/Hayao-64.ckpt", "v3.onnx"):
+        with pytest.raises(WeightsError, match=f"^no weights named '{text}': the file {text} does not exist$"):
+            zoo.load_state_dict(text)
+
+
+def test_files_that_are_not_weights_name_what_to_give(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "notes.pt").write_text("hello")
+    for name in ("empty.pt", "notes.pt"):
+        with pytest.raises(WeightsError, match=f"^cannot load {tmp_path / name}: not a torch.save file; give a .pt"):
+            zoo.load_generator(tmp_path / name)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(WeightsError, match="folder without a TF1 checkpoint"):
+        zoo.load_generator(str(tmp_path / "folder"))
 
 
 class _Evil:
