@@ -449,17 +449,38 @@ def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     return download.fetch(key, [spec], progress=progress, check_hash=check_hash, pin_unknown=False)[name]
 
 
-def _resolve(weights: str | Path, progress: bool, check_hash: bool) -> tuple[Path, WeightSpec | None]:
-    """The verified local file ``weights`` names, and its manifest entry if it is a name."""
-    if isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights):
-        return _remote(weights, progress, check_hash), None
+def _is_url(weights: str | Path) -> bool:
+    return isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights) is not None
+
+
+def _local_or_spec(weights: str | Path) -> Path | WeightSpec:
+    """The existing local file ``weights`` names, or its manifest entry; no network."""
     path = Path(weights).expanduser()
     if path.exists() or Path(str(path) + ".index").is_file():
-        return path, None
+        return path
     if isinstance(weights, Path) or "/" in weights or os.sep in weights or path.suffix in _WEIGHT_SUFFIXES:
         raise WeightsError(f"no weights named {str(weights)!r}: the file {path} does not exist")
-    spec = get_spec(weights)
-    return fetch_weights(spec.name, progress=progress, check_hash=check_hash), spec
+    return get_spec(weights)
+
+
+def check_weights(weights: str | Path) -> None:
+    """Raise :class:`WeightsError` at once if ``weights`` is neither an existing local file nor
+    a manifest name or alias; touches no network (URLs are checked when they are fetched).
+
+    >>> check_weights("webtoon")
+    """
+    if not _is_url(weights):
+        _local_or_spec(weights)
+
+
+def _resolve(weights: str | Path, progress: bool, check_hash: bool) -> tuple[Path, WeightSpec | None]:
+    """The verified local file ``weights`` names, and its manifest entry if it is a name."""
+    if _is_url(weights):
+        return _remote(weights, progress, check_hash), None
+    found = _local_or_spec(weights)
+    if isinstance(found, Path):
+        return found, None
+    return fetch_weights(found.name, progress=progress, check_hash=check_hash), found
 
 
 def load_state_dict(
