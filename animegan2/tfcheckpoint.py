@@ -278,7 +278,10 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 def _read_table(path: Path) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of an SSTable file, in key order."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from exc
     if len(data) < FOOTER_SIZE:
         raise CheckpointError(
             f"{path} is truncated ({len(data)} bytes, less than the {FOOTER_SIZE}-byte table footer)"
@@ -362,7 +365,8 @@ def _checkpoint_state_prefix(directory: Path) -> Path:
 
 
 def resolve_prefix(path: str | Path) -> Path:
-    """The checkpoint prefix for a checkpoint directory, a prefix, an ``.index`` or a data file.
+    """The checkpoint prefix for a checkpoint directory, its ``checkpoint`` file, a prefix, or a
+    file of the checkpoint (``.index``, ``.meta``, ``.data-*``).
 
     >>> resolve_prefix("ckpt/Hayao-64.ckpt.index")                    # doctest: +SKIP
     PosixPath('ckpt/Hayao-64.ckpt')
@@ -370,8 +374,10 @@ def resolve_prefix(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         prefix = _checkpoint_state_prefix(path)
-    elif path.name.endswith(".index"):
-        prefix = path.with_name(path.name[: -len(".index")])
+    elif path.name == "checkpoint" and path.is_file():
+        prefix = _checkpoint_state_prefix(path.parent)
+    elif path.name.endswith((".index", ".meta")):
+        prefix = path.with_suffix("")
     elif re.search(r"\.data-\d{5}-of-\d{5}$", path.name):
         prefix = path.with_name(re.sub(r"\.data-\d{5}-of-\d{5}$", "", path.name))
     else:

@@ -1,6 +1,7 @@
 """The TensorFlow-free checkpoint reader against checkpoints written by TensorFlow itself."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,10 @@ def test_accepts_directory_prefix_index_and_data_file(tf_v2_checkpoint):
         prefix,
         str(prefix) + ".index",
         str(prefix) + ".data-00000-of-00001",
+        str(prefix) + ".meta",
+        tf_v2_checkpoint.directory / "checkpoint",
     ]
-    assert {TFCheckpoint(p).prefix for p in forms} == {prefix}
+    assert [TFCheckpoint(p).prefix for p in forms] == [prefix] * len(forms)
 
 
 def test_directory_moved_since_saving_still_resolves(tf_v2_checkpoint, tmp_path):
@@ -216,3 +219,12 @@ def test_not_a_checkpoint(tmp_path):
 def test_unknown_tensor_name(tf_v2_checkpoint):
     with pytest.raises(CheckpointError, match="'nope' is not in the checkpoint"):
         TFCheckpoint(tf_v2_checkpoint.prefix).read("nope")
+
+
+def test_unreadable_index_is_a_checkpoint_error(tf_v2_checkpoint, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # root reads any file, so simulate a non-root user
+    with pytest.raises(CheckpointError, match=r"^cannot read .*Hayao-64\.ckpt\.index: Permission denied$"):
+        TFCheckpoint(tf_v2_checkpoint.prefix)
