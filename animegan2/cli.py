@@ -415,7 +415,6 @@ def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint, describe, save_weights
-    from .errors import ConfigError
 
     if args.list:
         print(describe(args.src))

@@ -12,7 +12,6 @@ only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from .download import file_digests
 from .errors import CheckpointError, ConfigError
 from .model import Generator
 from .model_v1 import GeneratorV1
@@ -198,14 +198,6 @@ def _first(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Convert a TF1 generator checkpoint (directory, prefix or ``.index``) to a state_dict in
     the published PyTorch layout, plus the metadata to store with it.
@@ -256,7 +248,7 @@ def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, st
         "upsample": arch.upsample,
         "norm_eps": arch.norm_eps,
         "source": ckpt.prefix.name,
-        "source_sha256": json.dumps({f.name: _sha256(f) for f in files}),
+        "source_sha256": json.dumps({f.name: file_digests(f)["sha256"] for f in files}),
         "converter": f"animegan2.convert {__version__}",
     }
     return state, metadata

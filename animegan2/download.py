@@ -142,7 +142,8 @@ def file_digests(path: Path) -> dict[str, str]:
     return {"sha256": sha256.hexdigest(), "sha1_git": sha1_git.hexdigest()}
 
 
-def _pin_path(key: str, name: str) -> Path:
+def pin_path(key: str, name: str) -> Path:
+    """Where the trust-on-first-use sha256 of ``<key>/<name>`` is kept."""
     return inside(cache_dir(), "pins", *key.split("/"), name + ".sha256")
 
 
@@ -162,7 +163,7 @@ def verify_file(path: Path, spec: FileSpec, key: str, origin: str) -> None:
         if expected and not actual[algo].startswith(expected.lower()):
             note = unverified if algo in spec.unverified else ""
             raise ChecksumError(f"{spec.name} from {origin}: expected {algo} {expected}, got {actual[algo]}{note}")
-    pin = _pin_path(key, spec.name)
+    pin = pin_path(key, spec.name)
     if not spec.has_digest and pin.exists() and pin.read_text().strip() != actual["sha256"]:
         raise ChecksumError(
             f"{spec.name} from {origin}: sha256 {actual['sha256']} differs from {pin.read_text().strip()}, "
@@ -381,7 +382,7 @@ def fetch(
                         part.unlink(missing_ok=True)
                     raise ChecksumError(f"{key}: the downloaded files fail their integrity check: {exc}") from exc
             for spec in unpinned:
-                pin = _pin_path(key, spec.name)
+                pin = pin_path(key, spec.name)
                 digest = file_digests(parts[spec.name])["sha256"]
                 if not pin.exists():
                     pin.parent.mkdir(parents=True, exist_ok=True)

@@ -283,7 +283,7 @@ def _converted_path(spec: WeightSpec) -> Path:
     """Where the converted safetensors of a TF entry lives, keyed by its sources' digests."""
     digests = []
     for f in spec.files:
-        pin = download.cache_dir() / "pins" / spec.name / (f.name + ".sha256")
+        pin = download.pin_path(spec.name, f.name)
         digests.append(f.sha256 or f.sha1_git or (pin.read_text().strip() if pin.exists() else ""))
     key = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
     return download.cache_dir() / "converted" / f"{spec.name}-{key}.safetensors"
@@ -303,6 +303,10 @@ def _convert_cached(spec: WeightSpec, paths: dict[str, Path]) -> Path:
     return out
 
 
+def _files_cached(spec: WeightSpec) -> bool:
+    return all((download.cache_dir() / spec.name / f.name).exists() for f in spec.files)
+
+
 def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) -> Path:
     """Download (or find in the cache) and verify the manifest entry ``name``; return the
     file to load: the ``.pt`` or ``.onnx`` itself, or the converted ``.safetensors`` of a TF1
@@ -313,7 +317,7 @@ def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) 
     PosixPath('/root/.cache/torch/hub/animegan2/face_paint_512_v2/face_paint_512_v2.pt')
     """
     spec = get_spec(name)
-    fresh = not all((download.cache_dir() / spec.name / f.name).exists() for f in spec.files)
+    fresh = not _files_cached(spec)
     paths = _fetch_files(spec, progress, check_hash)
     if fresh:
         download.log.warning("licence note for %s: %s", spec.name, spec.license)
@@ -325,13 +329,12 @@ def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) 
 def cached_weights(name: str) -> Path | None:
     """The loadable cached file of entry ``name`` (see :func:`fetch_weights`), or None; no network."""
     spec = get_spec(name)
-    folder = download.cache_dir() / spec.name
-    if not all((folder / f.name).exists() for f in spec.files):
+    if not _files_cached(spec):
         return None
     if spec.format == "tf1-checkpoint":
         out = _converted_path(spec)
         return out if out.exists() else None
-    return folder / spec.files[0].name
+    return download.cache_dir() / spec.name / spec.files[0].name
 
 
 def import_weights(name: str, source: str | Path, *, progress: bool = True) -> Path:
@@ -375,6 +378,21 @@ def verify_cache() -> list[tuple[str, str, str | None]]:
 # --- loading ---
 
 
+def _meta_from(raw: dict[str, str], name: str) -> WeightsMeta:
+    """The :class:`WeightsMeta` of string metadata as :mod:`animegan2.convert` writes it (and
+    safetensors stores it); absent fields mean the published PyTorch weights' conventions."""
+    architecture = raw.get("architecture", "animeganv2")
+    v2 = architecture == "animeganv2"
+    return WeightsMeta(
+        architecture=architecture,
+        upsample=raw.get("upsample", "align_corners") if v2 else None,
+        norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
+        size=int(raw["size"]) if raw.get("size") else None,
+        style=raw.get("style"),
+        name=name,
+    )
+
+
 def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
@@ -385,16 +403,7 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"cannot read {path} as safetensors: {exc}") from exc
-        v2 = raw.get("architecture", "animeganv2") == "animeganv2"
-        meta = WeightsMeta(
-            architecture=raw.get("architecture", "animeganv2"),
-            upsample=raw.get("upsample", "align_corners") if v2 else None,
-            norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
-            size=int(raw["size"]) if raw.get("size") else None,
-            style=raw.get("style"),
-            name=path.stem,
-        )
-        return state, meta
+        return state, _meta_from(raw, path.stem)
     if path.suffix == ".onnx":
         raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")
     if path.is_dir() and not _is_tf_checkpoint(path):
@@ -403,13 +412,7 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
         from .convert import convert_checkpoint
 
         state, metadata = convert_checkpoint(path)
-        v2 = metadata["architecture"] == "animeganv2"
-        return state, WeightsMeta(
-            architecture=metadata["architecture"],
-            upsample=metadata["upsample"] if v2 else None,
-            norm_eps=float(metadata["norm_eps"]) if v2 else None,
-            name=path.name,
-        )
+        return state, _meta_from(metadata, path.name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
