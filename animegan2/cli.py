@@ -26,16 +26,18 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
+_AddSubcommand = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]
+SUBCOMMANDS: list[_AddSubcommand] = []
 
 
-def subcommand(add: Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]):
+def subcommand(add: _AddSubcommand) -> _AddSubcommand:
     """Register a function that adds one subcommand's parser."""
     SUBCOMMANDS.append(add)
     return add
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``animegan2`` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="animegan2", description="AnimeGANv2 for PyTorch")
     parser.add_argument("--version", action="version", version=f"animegan2 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

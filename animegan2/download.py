@@ -59,6 +59,7 @@ class FileSpec:
 
     @property
     def has_digest(self) -> bool:
+        """Whether a published digest identifies the file (else it is pinned on first use)."""
         return bool(self.sha256 or self.sha1_git)
 
 

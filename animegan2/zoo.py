@@ -74,6 +74,7 @@ class WeightSpec:
 
     @property
     def meta(self) -> WeightsMeta:
+        """How to run this entry's weights (what :func:`load_state_dict` returns for it)."""
         return WeightsMeta(self.architecture, self.upsample, self.norm_eps, self.size, self.style, self.name, self.license)
 
 
