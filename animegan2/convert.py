@@ -13,8 +13,6 @@ only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from ._atomic import atomic_path
 from .download import file_digests
 from .errors import CheckpointError, ConfigError
 from .model import Generator
@@ -273,18 +272,15 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # same directory: os.replace is atomic
     try:
-        if out.suffix == ".pt":
-            torch.save(dict(state), tmp)
-        else:
-            save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            if out.suffix == ".pt":
+                torch.save(dict(state), tmp)
+            else:
+                save_file(state, str(tmp), metadata=metadata)
     except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap I/O errors
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise ConfigError(f"cannot write {out}: {detail}; check that its folder is writable and has room") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from ._atomic import write_bytes_atomic
 from .errors import ChecksumError, DownloadError, MissingDependencyError, WeightsError, require
 
 log = logging.getLogger("animegan2")
@@ -387,15 +388,9 @@ def fetch(
                 digest = file_digests(parts[spec.name])["sha256"]
                 if not pin.exists():
                     pin.parent.mkdir(parents=True, exist_ok=True)
-                    _write_atomic(pin, digest + "\n")
+                    write_bytes_atomic(pin, (digest + "\n").encode())
                     log.warning("no published digest for %s/%s: pinned sha256 %s on first use", key, spec.name, digest)
         for spec in missing:
             os.replace(parts[spec.name], final[spec.name])
         return final
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
