@@ -4,12 +4,12 @@ A Gradio app (extra ``web``) that runs fully offline: it binds to 127.0.0.1 by d
 sends no analytics, uses system fonts only, and never creates a share link. Models are
 loaded once per style and reused; requests are queued with a configurable limit.
 
->>> app = WebApp(["face_paint_512_v2"]).build()   # doctest: +SKIP
->>> app.launch()                                    # doctest: +SKIP
+>>> WebApp(["face_paint_512_v2"]).launch()   # doctest: +SKIP
 
 The same file runs as a Hugging Face Space: the Space's ``app.py`` is
-``from animegan2.web import WebApp; WebApp().build().launch()`` and its
-``requirements.txt`` says ``animegan2[web,face,video]``.
+``from animegan2.web import WebApp; WebApp(["face_paint_512_v2", "hayao"]).launch("0.0.0.0", 7860)``
+and its ``requirements.txt`` says ``animegan2[web,face,video]``. (``build()`` alone gives the
+Blocks without the theme, the upload cap and the output folder that :meth:`WebApp.launch` sets.)
 """
 
 from __future__ import annotations
