@@ -300,6 +300,7 @@ def _port(text: str) -> int:
 def _run_serve(args) -> int:
     from .web import WebApp
 
+    _show_notices(args.quiet, args.debug)  # licence notes and trust-on-first-use pins of the styles it fetches
     app = WebApp(
         weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,

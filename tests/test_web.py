@@ -153,3 +153,22 @@ def test_bad_start_up_options_fail_at_once_in_one_line(tmp_path, capsys):
         f"animegan2: error: cannot serve on 127.0.0.1:{port}: Cannot find empty port in range: {port}-{port}; "
         "choose another --port or --host\n"
     )
+
+
+def test_serve_notices_are_one_prefixed_line_and_quiet_silences_them(monkeypatch, capsys):
+    import logging
+
+    from animegan2 import cli, web
+
+    class Fetching:  # stands for a WebApp whose styles are downloaded at start-up
+        def __init__(self, **kwargs):
+            logging.getLogger("animegan2").warning("licence note for hayao: non-commercial")
+
+        def launch(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(web, "WebApp", Fetching)
+    assert cli.main(["serve"]) == 0
+    assert capsys.readouterr().err == "animegan2: licence note for hayao: non-commercial\n"
+    assert cli.main(["serve", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
