@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("animegan2: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 # --- stylize ---

@@ -486,6 +486,18 @@ def test_cli_list_download_all_and_path(server, manifest, weights_bytes, capsys)
     assert cli.main(["weights", "download", "nope"]) == 1
 
 
+def test_output_piped_into_a_reader_that_stops_early_is_no_traceback():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animegan2", "weights", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # like `| head -0`: the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=60), err) == (1, "")
+
+
 # --- Hugging Face ---
 
 
