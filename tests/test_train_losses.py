@@ -12,6 +12,7 @@ from animegan2.train import losses
 from animegan2.train.discriminator import Discriminator
 from animegan2.train.presets import PRESETS, get_preset
 from animegan2.train.vgg import CONV_INDEX, load_vgg19
+from tests.reference_train import fake_caffe_layers
 
 HAYAO = PRESETS["hayao"]
 
@@ -83,21 +84,6 @@ def test_presets_hold_the_recipe_weights():
 
 
 # --- VGG --------------------------------------------------------------------------------
-
-WIDTHS = (4, 4, 8, 8)
-
-
-def fake_caffe_layers(seed=0):
-    """Tiny VGG19 weights in vgg19.npy's layout: W [3, 3, in, out] for BGR input."""
-    rng = np.random.default_rng(seed)
-    layers, in_ch = {}, 3
-    for name in CONV_INDEX:
-        out = WIDTHS[int(name[4]) - 1]
-        layers[name] = [rng.normal(0, 0.2, (3, 3, in_ch, out)).astype(np.float32), rng.normal(0, 0.1, out).astype(np.float32)]
-        in_ch = out
-    layers["fc6"] = [np.zeros((2, 2), np.float32), np.zeros(2, np.float32)]  # ignored beyond conv4_4
-    return layers
-
 
 def write_both_formats(tmp_path):
     layers = fake_caffe_layers()
