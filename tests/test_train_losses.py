@@ -152,6 +152,19 @@ def test_vgg_npy_refuses_pickled_code(tmp_path):
     assert not evil.target.exists()
 
 
+def test_vgg_by_zoo_name_comes_from_the_verified_cache(tmp_path, monkeypatch):
+    from animegan2 import zoo
+    from animegan2.train.trainer import load_vgg
+
+    layers, npy, _ = write_both_formats(tmp_path)
+    zoo.import_weights("vgg19", npy, progress=False)  # as a download would land, pinned
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ANIMEGAN2_OFFLINE", "1")
+    assert zoo.get_spec("vgg19").format == "numpy"
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(load_vgg("vgg19", progress=False)(image), load_vgg19(npy)(image))
+
+
 def test_vgg_wrong_file_is_a_clear_error(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(WeightsError, match="not a torchvision vgg19 state_dict"):

@@ -112,9 +112,8 @@ def test_torchrun_two_processes_equal_one_process_with_the_combined_batch(datase
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     subprocess.run([*ddp, *args, "--batch-size", "1", "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=REPO, timeout=240)
-    subprocess.run([sys.executable, *args, "--batch-size", "2", "--out", str(tmp_path / "one")], check=True, env=env, cwd=REPO, timeout=240)
     a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    b = run(dataset, tmp_path / "one", batch_size=2, device="cpu", samples=1)
     assert a["step"] == b["step"] == 4
     # Gradients: Adam's first moment after the last init step is 0.5 * (averaged) gradient.
     for i, s in b["opt_init"]["state"].items():
@@ -200,3 +199,14 @@ def test_toml_config_and_command_line_override(tmp_path):
         trainer.make_config({"data": "d", "style": "mine", "out": "o"})
     with pytest.raises(ConfigError, match="epochs must be int"):
         trainer.make_config({"data": "d", "style": "hayao", "out": "o", "epochs": "many"})
+
+
+def test_init_from_zoo_weights_starts_there_with_their_numerics(dataset, tmp_path):
+    torch.manual_seed(5)
+    start = trainer.Generator().state_dict()
+    torch.save(start, tmp_path / "published.pt")  # a plain .pt: the published port's align_corners, 1e-5
+    state = run(dataset, tmp_path / "run", max_steps=1, init_from=str(tmp_path / "published.pt"))
+    saved = trainer.read_config_file(tmp_path / "run" / "config.yaml")
+    assert (saved["upsample"], saved["norm_eps"]) == ("align_corners", 1e-5)
+    # one Adam step moves each weight by at most about lr_init (2e-4) from where it started
+    assert max((state["generator"][k] - v).abs().max().item() for k, v in start.items()) <= 2.1e-4

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from .. import zoo
+from ..convert import save_weights
 from ..errors import CheckpointError, ConfigError, TrainingError, require
 from ..model import UPSAMPLE_MODES, Generator
 from . import data, losses
@@ -526,11 +527,6 @@ def export(run: str | Path, out_path: str | Path) -> Path:
         "style": cfg["style"],
         "source": f"animegan2 train, step {state['step']}",
     }
-    out_path = Path(out_path)
-    if out_path.suffix != ".safetensors":
-        raise ConfigError(f"export writes .safetensors (it carries the metadata), not {out_path.name}")
-    from safetensors.torch import save
-
-    weights = {k: v.contiguous() for k, v in state["generator"].items()}
-    data.write_atomic(out_path, save(weights, metadata=metadata))
-    return out_path
+    if Path(out_path).suffix != ".safetensors":
+        raise ConfigError(f"export writes .safetensors (it carries the metadata), not {Path(out_path).name}")
+    return save_weights({k: v.contiguous() for k, v in state["generator"].items()}, metadata, out_path)
