@@ -413,7 +413,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
     init_meta = None
     g = Generator()
-    if cfg.init_from:
+    if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
         g.load_state_dict(weights, strict=True)
     cfg.upsample = cfg.upsample or (init_meta.upsample if init_meta else "tf")
