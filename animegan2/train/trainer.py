@@ -292,6 +292,7 @@ class _Stepper:
         raise TrainingError(f"step {self.step + 1}: {what}; stopped ({kept}). Lower the learning rates or set --grad-clip")
 
     def apply(self, loss: Tensor, optimizer: torch.optim.Optimizer, params: list[Tensor]) -> float:
+        """Backward, unscale, clip (``--grad-clip``), check and step; returns the gradient norm."""
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer)
@@ -311,7 +312,7 @@ def init_step(g, vgg, batch, preset, opt_init, stepper, autocast) -> dict[str, f
             photo_features = vgg(photo)
         loss = preset.con * losses.content_loss(photo_features, vgg(fake))
     logged = stepper.check({"init_content": loss})
-    stepper.apply(loss, opt_init, list(g.parameters()))
+    logged["g_grad_norm"] = stepper.apply(loss, opt_init, list(g.parameters()))
     return logged
 
 
@@ -325,7 +326,7 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
         real_l, fake_l, gray_l, smooth_l = d(inputs).chunk(4)
         d_loss = losses.discriminator_loss(real_l, fake_l, gray_l, smooth_l, preset)
     logged = stepper.check({"d_total": d_loss})
-    stepper.apply(d_loss, opt_d, list(d.parameters()))
+    logged["d_grad_norm"] = stepper.apply(d_loss, opt_d, list(d.parameters()))
 
     d_raw = _unwrap(d)
     d_raw.requires_grad_(False)  # G's step needs gradients through D, not of D
@@ -335,7 +336,7 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
         terms = losses.generator_loss(photo, fake, photo_features, vgg(fake), gray_features, d_raw(fake), preset)
     d_raw.requires_grad_(True)
     logged |= stepper.check({f"g_{k}": v for k, v in terms.items()})
-    stepper.apply(terms["total"], opt_g, list(g.parameters()))
+    logged["g_grad_norm"] = stepper.apply(terms["total"], opt_g, list(g.parameters()))
     return logged
 
 
@@ -382,7 +383,9 @@ class _Log:
             self.tb.flush()
 
 
-_LOSS_COLUMNS = ["init_content", "d_total", "g_content", "g_style", "g_color", "g_tv", "g_adv", "g_total"]
+_LOSS_COLUMNS = [
+    "init_content", "d_total", "g_content", "g_style", "g_color", "g_tv", "g_adv", "g_total", "g_grad_norm", "d_grad_norm",
+]  # fmt: skip
 
 
 # --- the run --------------------------------------------------------------------------------
