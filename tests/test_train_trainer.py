@@ -197,6 +197,8 @@ def test_toml_config_and_command_line_override(tmp_path):
     assert (p.col, p.con, p.d_smooth) == (3.0, 1.2, 1.0)
     with pytest.raises(ConfigError, match="has no preset"):
         trainer.make_config({"data": "d", "style": "mine", "out": "o"})
+    with pytest.raises(ConfigError, match="data_mean must be 3 numbers"):
+        trainer.make_config({"data": "d", "style": "hayao", "out": "o", "data_mean": [1, 2, "x"]})
     with pytest.raises(ConfigError, match="epochs must be int"):
         trainer.make_config({"data": "d", "style": "hayao", "out": "o", "epochs": "many"})
 

@@ -21,7 +21,6 @@ import math
 import os
 import random
 import time
-import tomllib
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,6 +106,14 @@ def config_types() -> dict[str, tuple[type, bool]]:
     return out
 
 
+def _toml():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return require("tomli", "train")
+    return tomllib
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config into a dict."""
     path = Path(path)
@@ -114,19 +121,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config {path} must end in .yaml, .yml or .toml")
+    yaml = require("yaml", "train")
     try:
-        if path.suffix == ".toml":
-            values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            values = require("yaml", "train").safe_load(text) or {}
-        else:
-            raise ConfigError(f"config {path} must end in .yaml, .yml or .toml")
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ConfigError(f"config {path} is not valid: {exc}") from exc
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
-        if type(exc).__module__.startswith("yaml"):
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
-        raise
+        values = _toml().loads(text) if path.suffix == ".toml" else (yaml.safe_load(text) or {})
+    except (ValueError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"config {path} is not valid: {' '.join(str(exc).split())}") from exc
     if not isinstance(values, dict):
         raise ConfigError(f"config {path} must be a mapping of setting -> value")
     return values
@@ -150,9 +151,11 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
             clean[name] = None
         elif base is float and isinstance(value, int) and not isinstance(value, bool):
             clean[name] = float(value)
-        elif base is list and isinstance(value, (list, tuple)) and len(value) == 3:
+        elif base is list and isinstance(value, (list, tuple)) and len(value) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
             clean[name] = [float(v) for v in value]
-        elif isinstance(value, base) and not (base is int and isinstance(value, bool)):
+        elif base is not list and isinstance(value, base) and not (base is int and isinstance(value, bool)):
             clean[name] = value
         else:
             raise ConfigError(f"setting {name} must be {'3 numbers' if base is list else base.__name__}, got {value!r}")
