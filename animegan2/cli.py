@@ -380,6 +380,8 @@ def _run_video(args) -> int:
             f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
             file=sys.stderr,
         )
+    return 0
+
 
 # --- convert ---
 

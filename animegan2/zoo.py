@@ -404,15 +404,6 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if _is_tf_checkpoint(path):
         from .convert import convert_checkpoint
 
-        state, raw = convert_checkpoint(path)
-        meta = WeightsMeta(
-            architecture=raw.get("architecture", "animeganv2"),
-            upsample=raw.get("upsample", "tf"),
-            norm_eps=float(raw.get("norm_eps", 1e-12)),
-            name=path.name,
-        )
-        return state, meta
-
         state, metadata = convert_checkpoint(path)
         v2 = metadata["architecture"] == "animeganv2"
         return state, WeightsMeta(
@@ -532,14 +523,6 @@ def load_generator(
     >>> g.upsample, g.norm_eps
     ('align_corners', 1e-05)
     """
-    state, meta = load_state_dict(weights, progress=progress, check_hash=check_hash)
-    if meta.architecture != "animeganv2":
-        raise WeightsError(f"{weights} holds {meta.architecture} weights; load_generator builds the AnimeGANv2 generator")
-    model = Generator(
-        upsample=upsample or meta.upsample,
-        norm_eps=norm_eps if norm_eps is not None else meta.norm_eps,
-    )
-
     path, spec = _resolve(weights, progress, check_hash)
     if path.suffix == ".onnx":
         if upsample is not None or norm_eps is not None:

@@ -48,6 +48,29 @@ def loopback_zoo(tmp_path, monkeypatch):
         yield states
 
 
+@pytest.fixture
+def loopback_tf_zoo(tf_v2_checkpoint, tmp_path, monkeypatch):
+    """The bundled manifest's AnimeGANv2 TF1 entries, each serving the TF-made fixture checkpoint
+    under the entry's own file names (digests of the served files)."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    raw = json.loads(zoo.BUNDLED_MANIFEST.read_text())
+    names = [n for n, s in raw["weights"].items() if s["format"] == "tf1-checkpoint" and s.get("architecture", "animeganv2") == "animeganv2"]
+    with WeightsServer() as server:
+        for name in names:
+            files = []
+            for file in raw["weights"][name]["files"]:
+                suffix = file["name"][file["name"].index(".ckpt") + len(".ckpt") :]
+                body = Path(str(tf_v2_checkpoint.prefix) + suffix).read_bytes()
+                files.append({"name": file["name"], "urls": [server.add(f"/{name}/{file['name']}", body)],
+                              "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})  # fmt: skip
+            raw["weights"][name]["files"] = files
+        raw["weights"] = {k: raw["weights"][k] for k in names}
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(raw))
+        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(path))
+        yield names
+
+
 def _same(model, state):
     loaded = model.state_dict()
     return loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
@@ -91,6 +114,17 @@ def test_load_local_every_torch_entry_with_its_metadata(loopback_zoo):
     assert _same(webtoon, loopback_zoo["celeba_distill"]) and (webtoon.upsample, webtoon.norm_eps) == ("tf", 1e-12)
     out = default(torch.zeros(1, 3, 20, 28))
     assert out.shape == (1, 3, 20, 28)
+
+
+def test_load_local_every_tf_entry_converted_with_tf_numerics(loopback_tf_zoo, tf_v2_checkpoint):
+    assert sorted(loopback_tf_zoo) == ["hayao", "paprika", "shinkai"]
+    x, y = tf_v2_checkpoint.outputs[(64, 64)]
+    for name in loopback_tf_zoo:
+        model = torch.hub.load(str(REPO), "generator", source="local", pretrained=name, progress=False)
+        assert (model.upsample, model.norm_eps, model.training) == ("tf", 1e-12, False)
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        assert float((out - torch.from_numpy(y)).abs().max()) < 1e-4
 
 
 def test_load_random_and_from_a_file(tmp_path):

@@ -481,7 +481,8 @@ def tf_entry(server, ckpt, *, data_digest=True, data_body=None):
 
 def _tf_output_matches(model, ckpt):
     x, y = ckpt.outputs[(64, 64)]
-    out = model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).permute(0, 3, 1, 2))
     return float((out - torch.from_numpy(y).permute(0, 3, 1, 2)).abs().max())
 
 
@@ -493,3 +494,35 @@ def test_tf1_entry_without_digest_must_pass_the_crc_check(tf_v2_checkpoint, serv
         zoo.load_state_dict("hayao", progress=False)
     assert sorted(p.name for p in cache("hayao").iterdir()) == []
     assert not cache("pins").exists()
+
+
+def test_tf1_entry_is_downloaded_pinned_converted_and_cached(tf_v2_checkpoint, server, manifest, caplog, capsys):
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    with caplog.at_level(logging.WARNING, logger="animegan2"):
+        model = zoo.load_generator("hayao", progress=False)
+    assert (model.upsample, model.norm_eps) == ("tf", 1e-12)
+    assert _tf_output_matches(model, tf_v2_checkpoint) < 1e-4
+    assert [r.getMessage().split(": pinned")[0] for r in caplog.records] == [
+        "no published digest for hayao/Hayao-64.ckpt.index",
+        "licence note for hayao: test data",
+    ]
+    (converted,) = cache("converted").glob("hayao-*.safetensors")
+    stamp = converted.stat().st_mtime_ns
+    state, meta = zoo.load_state_dict("hayao", progress=False)
+    assert meta == zoo.WeightsMeta("animeganv2", "tf", 1e-12, 256, "Hayao", "hayao", "test data")
+    assert converted.stat().st_mtime_ns == stamp
+    assert server.gets("/tf/Hayao-64.ckpt.index") == [None] and server.gets("/tf/Hayao-64.ckpt.data-00000-of-00001") == [None]
+    assert cli.main(["weights", "path", "hayao"]) == 0
+    assert capsys.readouterr().out.strip() == str(converted)
+
+
+def test_tf1_local_checkpoint_and_import(tf_v2_checkpoint, server, manifest, monkeypatch):
+    for form in (tf_v2_checkpoint.directory, str(tf_v2_checkpoint.prefix), Path(str(tf_v2_checkpoint.prefix) + ".index")):
+        model = zoo.load_generator(form)
+        assert (model.upsample, model.norm_eps) == ("tf", 1e-12)
+    assert _tf_output_matches(model, tf_v2_checkpoint) < 1e-4
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    monkeypatch.setenv("ANIMEGAN2_OFFLINE", "1")
+    assert cli.main(["weights", "import", "hayao", str(tf_v2_checkpoint.directory), "-q"]) == 0
+    zoo.load_generator("hayao")
+    assert server.gets("/tf/Hayao-64.ckpt.index") == []
