@@ -271,8 +271,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- steps ----------------------------------------------------------------------------------
 
 
-class _Stepper:
-    """Backward + guards + optimiser step, shared by the three optimisers."""
+class Stepper:
+    """Backward, NaN/inf guards and optimiser step, shared by the three optimisers.
+
+    ``step`` is the global step number used in error messages; ``checkpoint`` is the file
+    named as the last good one when a guard stops the run.
+    """
 
     def __init__(self, scaler: torch.amp.GradScaler, cfg: TrainConfig, world: int, checkpoint: Path) -> None:
         self.scaler, self.cfg, self.world, self.checkpoint = scaler, cfg, world, checkpoint
@@ -457,7 +461,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     steps_per_epoch = len(sampler) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(dataset)} images cannot fill one batch of {cfg.batch_size} on each of {world} process(es)")
-    stepper = _Stepper(scaler, cfg, world, ckpt_path)
+    stepper = Stepper(scaler, cfg, world, ckpt_path)
     log = None
     if master:
         (out / "samples").mkdir(parents=True, exist_ok=True)
