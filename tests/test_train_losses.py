@@ -154,7 +154,6 @@ def test_vgg_npy_refuses_pickled_code(tmp_path):
 
 def test_vgg_by_zoo_name_comes_from_the_verified_cache(tmp_path, monkeypatch):
     from animegan2 import zoo
-    from animegan2.train.trainer import load_vgg
 
     layers, npy, _ = write_both_formats(tmp_path)
     zoo.import_weights("vgg19", npy, progress=False)  # as a download would land, pinned
@@ -162,7 +161,7 @@ def test_vgg_by_zoo_name_comes_from_the_verified_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ANIMEGAN2_OFFLINE", "1")
     assert zoo.get_spec("vgg19").format == "numpy"
     image = torch.rand(1, 3, 16, 16) * 2 - 1
-    assert torch.equal(load_vgg("vgg19", progress=False)(image), load_vgg19(npy)(image))
+    assert torch.equal(load_vgg19("vgg19", progress=False)(image), load_vgg19(npy)(image))
 
 
 def test_vgg_wrong_file_is_a_clear_error(tmp_path):
@@ -172,6 +171,8 @@ def test_vgg_wrong_file_is_a_clear_error(tmp_path):
     np.save(tmp_path / "plain.npy", np.zeros(3))
     with pytest.raises(WeightsError, match="not vgg19.npy"):
         load_vgg19(tmp_path / "plain.npy")
+    with pytest.raises(WeightsError):
+        load_vgg19(tmp_path / "missing.npy")  # neither a file nor a zoo name
 
 
 # --- discriminator ----------------------------------------------------------------------

@@ -205,7 +205,8 @@ def preset_of(cfg: TrainConfig) -> Preset:
 # --- set-up --------------------------------------------------------------------------------
 
 
-def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call started the process group)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
@@ -214,17 +215,10 @@ def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    started = world > 1 and not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if cuda else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device
-
-
-def load_vgg(name_or_path: str, normalization: str | None = None, *, progress: bool = True) -> nn.Module:
-    """The VGG19 feature extractor from a local file or a zoo name (downloaded and verified)."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = zoo.fetch_weights(name_or_path, progress=progress)
-    return load_vgg19(path, normalization=normalization)
+    return (dist.get_rank() if world > 1 else 0), world, device, started
 
 
 def _rng_state() -> dict[str, Any]:
@@ -404,7 +398,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     Every check of data and settings happens before the first step; a NaN/inf loss or
     gradient raises :class:`TrainingError` leaving the last checkpoint intact.
     """
-    rank, world, device = _distributed(cfg)
+    rank, world, device, started_group = _distributed(cfg)
     master = rank == 0
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
@@ -430,7 +424,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     cfg.norm_eps = cfg.norm_eps if cfg.norm_eps is not None else (init_meta.norm_eps if init_meta else 1e-12)
     g.upsample, g.norm_eps = cfg.upsample, cfg.norm_eps
     d = Discriminator()
-    vgg = load_vgg(cfg.vgg, cfg.vgg_normalization, progress=progress and master).to(device)
+    vgg = load_vgg19(cfg.vgg, normalization=cfg.vgg_normalization, progress=progress and master).to(device)
     g, d = g.to(device), d.to(device)
 
     betas = (cfg.beta1, cfg.beta2)
@@ -518,6 +512,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         save_checkpoint()
     if world > 1:
         dist.barrier()
+    if started_group:
+        dist.destroy_process_group()
     return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import zoo
 from ..errors import WeightsError
 
 NORMALIZATIONS = ("caffe", "torchvision")
@@ -154,17 +155,20 @@ def _state_from_torchvision(path: Path) -> dict[str, Tensor]:
     return {k: raw[k].float() for k in keys}
 
 
-def load_vgg19(path: str | Path, *, normalization: str | None = None) -> VGG19:
-    """Build a frozen :class:`VGG19` from a ``vgg19.npy`` (Caffe) or torchvision state_dict file.
+def load_vgg19(weights: str | Path, *, normalization: str | None = None, progress: bool = True) -> VGG19:
+    """Build a frozen :class:`VGG19` from a ``vgg19.npy`` (Caffe) or torchvision state_dict
+    file, or a model-zoo name (``"vgg19"``: downloaded once, digest-pinned, verified).
 
     ``normalization`` defaults to the one the format's weights were trained with
     (``"caffe"`` for ``.npy``, ``"torchvision"`` otherwise); ``conv1_1``'s input channels
     are reordered when the file's colour order (BGR / RGB) differs from the chosen one, so
     the same weights in either format give identical features.
+
+    >>> vgg = load_vgg19("vgg19")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = Path(weights)
     if not path.is_file():
-        raise WeightsError(f"VGG19 weights {path} not found: give vgg19.npy or a torchvision vgg19 file")
+        path = zoo.fetch_weights(str(weights), progress=progress)
     if path.suffix == ".npy":
         state, order = _state_from_caffe(read_caffe_npy(path), path), "bgr"
     else:
