@@ -9,6 +9,9 @@ Two weight formats load into the same module:
 * torchvision's ``vgg19`` state_dict (``features.N.weight`` as ``(out, in, 3, 3)``, RGB
   input), as ``.pt``/``.pth`` (loaded weights-only) or ``.safetensors``.
 
+:func:`load_vgg19` takes either file, or a model-zoo name (``"vgg19"``, the Caffe file,
+downloaded once and pinned by the zoo like any other weights).
+
 Input normalisation (DESIGN.md 2.4): ``"caffe"`` maps [-1, 1] RGB to 0..255 BGR minus the
 Caffe means (103.939, 116.779, 123.68), no std division -- the recipe's, the default for
 ``vgg19.npy``. ``"torchvision"`` maps to [0, 1] RGB with ImageNet mean/std -- how
