@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from . import __version__
 from .errors import CheckpointError, ConfigError
 from .model import Generator
+from .model_v1 import GeneratorV1
 from .tfcheckpoint import TFCheckpoint
 
 G_SCOPE = "generator/G_MODEL/"
@@ -92,6 +94,51 @@ def _v2_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
     return mapping
 
 
+def _v1_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """AnimeGAN v1 (DESIGN.md 2.5). The original names its layers by TF1's default scope
+    numbering (``Conv``, ``Conv_1``, ..., ``SeparableConv2d_1``) in the order it creates them,
+    so the scopes are numbered here in that same order. It matters: b1's and b2's two
+    downsampling branches have equal shapes, and only the order tells them apart (the
+    stride-2 branch is created first, as the left operand of their sum)."""
+    mapping: dict[str, tuple[str, tuple[int, ...]]] = {}
+    created: Counter[tuple[str, str]] = Counter()
+
+    def new_scope(scope: str, base: str) -> str:
+        n = created[scope, base]
+        created[scope, base] += 1
+        return f"{scope}/{base}_{n}" if n else f"{scope}/{base}"
+
+    def norm(key: str, scope: str) -> None:
+        mapping[f"{key}.weight"] = (f"{scope}/gamma", VECTOR)
+        mapping[f"{key}.bias"] = (f"{scope}/beta", VECTOR)
+
+    def conv(key: str, scope: str) -> None:
+        mapping[f"{key}.1.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
+        norm(f"{key}.2", new_scope(scope, "InstanceNorm"))
+
+    def sep(key: str, scope: str) -> None:
+        sc = new_scope(scope, "SeparableConv2d")
+        mapping[f"{key}.1.weight"] = (f"{sc}/depthwise_weights", DEPTHWISE)
+        mapping[f"{key}.2.weight"] = (f"{sc}/pointwise_weights", CONV)
+        norm(f"{key}.3", f"{sc}/InstanceNorm")
+
+    conv("b1.0", "b1"), conv("b1.1", "b1"), sep("b1.2.strided", "b1"), sep("b1.2.resized.conv", "b1")
+    conv("b2.0", "b2"), sep("b2.1", "b2"), sep("b2.2.strided", "b2"), sep("b2.2.resized.conv", "b2")
+    conv("m.0", "m")
+    for k in range(1, 9):
+        key, scope = f"m.{k}.layers", f"m/r{k}"
+        conv(f"{key}.0", scope)
+        mapping[f"{key}.2.weight"] = (f"{scope}/r{k}/w", DEPTHWISE)
+        norm(f"{key}.3", f"{scope}/1")
+        mapping[f"{key}.5.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
+        norm(f"{key}.6", f"{scope}/2")
+    conv("m.9", "m")
+    sep("u2.0.conv", "u2"), sep("u2.1", "u2"), conv("u2.2", "u2")
+    sep("u1.0.conv", "u1"), conv("u1.1", "u1"), conv("u1.2", "u1")
+    mapping["out_layer.0.weight"] = ("Conv/weights", CONV)
+    return mapping
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "AnimeGANv2": Architecture(
         name="AnimeGANv2",
@@ -99,6 +146,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         signature="C/r1/r1/w",
         mapping=_v2_mapping,
         build=Generator,
+    ),
+    "AnimeGAN v1": Architecture(
+        name="AnimeGAN v1",
+        metadata_name="animeganv1",
+        signature="b1/SeparableConv2d/depthwise_weights",
+        mapping=_v1_mapping,
+        build=GeneratorV1,
+        norm_eps="1e-5,1e-6",  # fixed by the architecture: conv blocks, separable convs
     ),
 }
 

@@ -117,3 +117,26 @@ def test_bundled_family_entries_and_their_licences(capsys):
     out = capsys.readouterr().out
     assert f"v3-shinkai: {v3s.license}" in out.splitlines()
     assert json.loads(zoo.BUNDLED_MANIFEST.read_text())["weights"]["v3-hayao"]["format"] == "onnx"
+
+
+def test_face_and_video_paths_take_a_v3_model(tmp_path):
+    from PIL import Image
+
+    from animegan2.face import face2paint
+    from animegan2.video import stylize_video
+    from tests.test_video import make_clip, probe
+
+    g = OnnxGeneratorV3(make_graph(tmp_path / "AnimeGANv3_Stub_1.onnx"))
+    painted = np.asarray(face2paint(size=64)(g, Image.new("RGB", (80, 60), (191, 191, 191))))
+    want = round((math.tanh(2 * (191 / 255 * 2 - 1)) + 1) / 2 * 255)
+    assert painted.shape == (64, 64, 3) and np.abs(painted.astype(int) - want).max() <= 1
+    clip = make_clip(tmp_path / "in.mp4", audio=False, n=4)
+    stylize_video(clip, tmp_path / "out.mp4", Stylizer(g, device="cpu", progress=False).stylize_arrays, progress=False)
+    frames, _, _ = probe(tmp_path / "out.mp4")
+    assert len(frames) == 4 and frames[0].shape == (48, 64, 3)
+
+
+def test_stylizer_keeps_the_size_with_v1_models():
+    # v1 floors outputs to multiples of 4 like v2's "tf" mode; the Stylizer pads and crops back
+    out = Stylizer(GeneratorV1().eval(), device="cpu", progress=False).stylize(np.zeros((37, 53, 3), np.uint8))
+    assert out.shape == (37, 53, 3) and out.dtype == np.uint8
