@@ -226,7 +226,15 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
             vout.options = {"crf": str(crf), "preset": "medium"}
         elif is_gif:
             vout.options = {"gifflags": "0"}  # its inter-frame diffs compare indices, wrong with a palette per frame
-        audio_map = {a.index: out.add_stream_from_template(a) for a in audio_in}
+        audio_map = {}
+        for a in audio_in:
+            try:
+                audio_map[a.index] = out.add_stream_from_template(a)
+            except ValueError as exc:
+                raise VideoError(
+                    f"a {dst.suffix} file cannot hold the {a.codec_context.name} audio of {src} as it is ({exc}); "
+                    "write .mkv (takes any audio) or the input's own container"
+                ) from exc
 
         total = _expected_frames(vin, inp, rate, start_s, end_s)
         cancel = threading.Event()

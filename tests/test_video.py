@@ -144,6 +144,12 @@ def test_no_video_stream(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sound.m4a"]
 
 
+def test_audio_the_container_cannot_hold(clip, tmp_path):
+    with pytest.raises(VideoError, match="webm file cannot hold the aac audio.*write .mkv"):
+        stylize_video(clip, tmp_path / "out.webm", invert, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_not_a_video(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
