@@ -1,8 +1,8 @@
 """Stylize a video: streaming decode -> batched stylize -> encode, audio passed through.
 
 Three stages run at once, joined by bounded queues so memory does not grow with the
-clip's length: a thread demuxes and decodes, a thread runs the model on batches, and
-the caller's thread encodes and muxes. Audio packets are remuxed untouched (no
+clip's length: a thread demuxes and decodes, the caller's thread runs the model on
+batches, and a thread encodes and muxes. Audio packets are remuxed untouched (no
 re-encode). The output is written under a temporary name and renamed at the end, so an
 interrupted run never leaves a broken file under the final name.
 """
@@ -267,41 +267,11 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
                 decoded.put(("frame", _to_rgb(frame, width, height), repeats))
             decoded.put(_STOP)
 
-        def stylize() -> None:
-            batch, repeats, audio = [], [], []
-            while True:
-                item = decoded.get()
-                if item is not _STOP and item[0] == "audio":
-                    audio.append(item[1])
-                    continue
-                if item is not _STOP:
-                    batch.append(item[1])
-                    repeats.append(item[2])
-                if batch and (len(batch) == batch_size or item is _STOP):
-                    outs = frames_fn(batch)
-                    if len(outs) != len(batch):
-                        raise VideoError(f"the stylizer returned {len(outs)} frames for {len(batch)}")
-                    styled.put((outs, repeats, audio))
-                    batch, repeats, audio = [], [], []
-                if item is _STOP:
-                    styled.put((batch, repeats, audio))
-                    styled.put(_STOP)
-                    return
-
-        workers = [_Worker(decode, "animegan2-decode", cancel), _Worker(stylize, "animegan2-stylize", cancel)]
-        for w in workers:
-            w.start()
-        written = copied = 0
-        t0 = time.perf_counter()
+        counts = {"written": 0, "copied": 0}
         bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
-        try:
-            while True:
-                try:
-                    item = styled.get()
-                except _Cancelled:
-                    break
-                if item is _STOP:
-                    break
+
+        def encode() -> None:
+            while (item := styled.get()) is not _STOP:
                 outs, repeats, audio = item
                 for packet in audio:
                     offset = int(round((start_s or 0.0) / packet.time_base))
@@ -309,29 +279,57 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
                     packet.dts -= offset
                     packet.stream = audio_map[packet.stream.index]
                     out.mux(packet)
-                    copied += 1
+                    counts["copied"] += 1
                 for rgb, n in zip(outs, repeats):
                     frame = _to_frame(av, rgb, is_gif, width, height)
                     for _ in range(n):
-                        frame.pts = written
+                        frame.pts = counts["written"]
                         out.mux(vout.encode(frame))
-                        written += 1
+                        counts["written"] += 1
                     bar.update(n)
-                _raise_failed(workers)
-            _raise_failed(workers)
             out.mux(vout.encode(None))
+
+        # The model runs in the caller's thread: torch's thread settings are per thread.
+        workers = [_Worker(decode, "animegan2-decode", cancel), _Worker(encode, "animegan2-encode", cancel)]
+        for w in workers:
+            w.start()
+        t0 = time.perf_counter()
+        try:
+            batch, repeats, audio = [], [], []
+            while (item := decoded.get()) is not _STOP:
+                if item[0] == "audio":
+                    audio.append(item[1])
+                    continue
+                batch.append(item[1])
+                repeats.append(item[2])
+                if len(batch) == batch_size:
+                    styled.put((_stylize(frames_fn, batch), repeats, audio))
+                    batch, repeats, audio = [], [], []
+            styled.put((_stylize(frames_fn, batch) if batch else [], repeats, audio))
+            styled.put(_STOP)
+        except _Cancelled:
+            pass  # a worker failed; its error is raised below
         except BaseException:
             cancel.set()
             raise
         finally:
-            bar.close()
             for w in workers:
                 w.join()
+            bar.close()
+        _raise_failed(workers)
+        written, copied = counts["written"], counts["copied"]
         if written == 0:
             raise VideoError(f"{src} has no frames between the given --start and --end")
     finally:
         out.close()
     return written, rate, (width, height), copied, time.perf_counter() - t0
+
+
+def _stylize(frames_fn: FramesFn, batch: list[np.ndarray]) -> list[np.ndarray]:
+    outs = frames_fn(batch)
+    if len(outs) != len(batch):
+        raise VideoError(f"the stylizer returned {len(outs)} frames for {len(batch)}")
+    return outs
 
 
 def _to_rgb(frame, width: int, height: int) -> np.ndarray:
