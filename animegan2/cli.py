@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import AnimeGANError, ConfigError
+from .errors import AnimeGANError, ConfigError, WeightsError
 
 
 def _common() -> argparse.ArgumentParser:
@@ -203,6 +203,94 @@ def _run_stylize(args) -> int:
         )
     return 1 if failed else 0
 
+# --- weights ---
+
+
+@subcommand
+def _add_weights(sub, common):
+    p = sub.add_parser("weights", parents=[common], help="list, download, import, verify the model zoo's weights")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="every named weight: style, size, format, cached or not")
+    dl = actions.add_parser("download", parents=[common], help="download and verify named weights into the cache")
+    dl.add_argument("names", nargs="*", metavar="NAME")
+    dl.add_argument("--all", action="store_true", help="every entry of the manifest")
+    imp = actions.add_parser("import", parents=[common], help="verify a file obtained elsewhere and put it in the cache")
+    imp.add_argument("name", metavar="NAME")
+    imp.add_argument("source", metavar="FILE_OR_DIR")
+    actions.add_parser("verify", parents=[common], help="re-hash every cached file against the manifest")
+    path = actions.add_parser("path", parents=[common], help="print the cached file of a named weight")
+    path.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_run_weights)
+
+
+def _run_weights(args) -> int:
+    from . import zoo
+
+    _show_notices(args.quiet, args.debug)
+    if args.action == "list":
+        specs = zoo.load_manifest().values()
+        rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
+        for spec in specs:
+            cached = "cached" if zoo.cached_weights(spec.name) else "-"
+            rows.append((spec.name, spec.style, str(spec.size or "-"), spec.format, cached, ",".join(spec.aliases)))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("\nLICENCES")
+        for spec in specs:
+            print(f"{spec.name}: {spec.license}")
+    elif args.action == "download":
+        if not args.names and not args.all:
+            raise ConfigError("name the weights to download, or give --all")
+        for name in list(zoo.load_manifest()) if args.all else args.names:
+            print(zoo.fetch_weights(name, progress=not args.quiet))
+    elif args.action == "import":
+        print(zoo.import_weights(args.name, args.source, progress=not args.quiet))
+    elif args.action == "verify":
+        report = zoo.verify_cache()
+        for entry, name, problem in report:
+            print(f"{entry}/{name}: " + (f"BAD ({problem})" if problem else "ok"))
+        if not report:
+            print("no cached weights to verify")
+        return int(any(problem for _, _, problem in report))
+    elif args.action == "path":
+        path = zoo.cached_weights(args.name)
+        if path is None:
+            raise WeightsError(f"{args.name} is not in the cache: run `animegan2 weights download {args.name}`")
+        print(path)
+    return 0
+
+
+# --- serve ---
+
+
+@subcommand
+def _add_serve(sub, common):
+    p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
+                   help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=float, default=15.0)
+    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from .web import WebApp
+
+    app = WebApp(
+        weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,
+        queue_size=args.queue_size, progress=not args.quiet,
+    )
+    app.launch(args.host, args.port, quiet=args.quiet)
+
 
 # --- face and video ---
 
@@ -291,4 +379,38 @@ def _run_video(args) -> int:
             f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
             file=sys.stderr,
         )
+    return 0
+
+
+# --- convert ---
+
+
+@subcommand
+def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert an original TensorFlow 1 checkpoint to .pt or .safetensors",
+        description="Convert an original TensorFlow 1 AnimeGAN generator checkpoint (no TensorFlow needed).",
+    )
+    p.add_argument("src", help="checkpoint directory, prefix (.../Hayao-64.ckpt) or its .index file")
+    p.add_argument("-o", "--output", help="output file: .pt (plain state_dict) or .safetensors (with metadata)")
+    p.add_argument("--list", action="store_true", help="list the checkpoint's tensors and exit")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint, describe, save_weights
+    from .errors import ConfigError
+
+    if args.list:
+        print(describe(args.src))
+        return 0
+    if not args.output:
+        raise ConfigError("convert needs an output file: -o OUT.safetensors (or OUT.pt), or --list")
+    state, metadata = convert_checkpoint(args.src)
+    out = save_weights(state, metadata, args.output)
+    if not args.quiet:
+        print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
+              f"norm_eps={metadata['norm_eps']})")
     return 0

@@ -143,6 +143,7 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed."""
         return not self.failed
 
 
@@ -287,13 +288,17 @@ class Stylizer:
                 out = from_tensor(self._stylize_batch(to_tensor(pixels, device=self.device), label), pixels.dtype)
                 for i, y in zip(chunk, out):
                     alpha = split[i][1]
-                    results[i] = y if alpha is None else np.dstack([y, alpha])
+                    results[i] = y if alpha is None else np.dstack([y, _resize_array(alpha, y.shape[:2])])
         return results  # type: ignore[return-value]
 
     def stylize_decoded(self, images: Sequence[DecodedImage], labels: Sequence[str] | None = None) -> list[DecodedImage]:
         """Stylize decoded files, keeping alpha, bit depth, ICC profile and EXIF."""
-        outputs = self.stylize_arrays([image.pixels for image in images], labels)
-        return [DecodedImage(out, im.alpha, im.icc_profile, im.exif, im.format) for im, out in zip(images, outputs)]
+        arrays = [im.pixels if im.alpha is None else np.dstack([im.pixels, im.alpha]) for im in images]
+        outputs = self.stylize_arrays(arrays, labels)
+        return [
+            DecodedImage(out[..., :3], None if im.alpha is None else out[..., 3], im.icc_profile, im.exif, im.format)
+            for im, out in zip(images, outputs)
+        ]
 
     def stylize(self, image: Image.Image | np.ndarray | Tensor) -> Image.Image | np.ndarray | Tensor:
         """Stylize one image and return the same kind at the input's size.
@@ -327,7 +332,7 @@ class Stylizer:
         destination is skipped with ``skip_existing``, replaced with ``overwrite``, and is a
         failure otherwise. Every output is written atomically. Returns a :class:`BatchReport`.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         jobs = list(jobs)
         report = BatchReport()
@@ -357,15 +362,14 @@ class Stylizer:
 
     def _stylize_and_save(self, items, report: BatchReport, bar, format: str | None, side_by_side: bool) -> None:
         try:
-            pixels = self.stylize_arrays([image.pixels for _, _, image in items], [source_name(src) for src, _, _ in items])
+            results = self.stylize_decoded([image for _, _, image in items], [source_name(src) for src, _, _ in items])
         except Exception as exc:  # noqa: BLE001
             for src, _, _ in items:
                 report.failed.append((source_name(src), _reason(exc), exc))
                 bar.update()
             return
-        for (src, dst, image), out in zip(items, pixels):
+        for (src, dst, image), result in zip(items, results):
             try:
-                result = DecodedImage(out, image.alpha, image.icc_profile, image.exif, image.format)
                 if side_by_side:
                     result = _side_by_side(image, result)
                 save_image(result, dst, format=format)
@@ -375,11 +379,22 @@ class Stylizer:
             bar.update()
 
 
+def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize H x W (x C) pixels of any supported dtype to ``size`` (bicubic, antialiased)."""
+    if array.shape[:2] == tuple(size):
+        return array
+    x = torch.from_numpy(array.reshape(*array.shape[:2], -1).astype(np.float32)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)[0].permute(1, 2, 0)
+    if np.issubdtype(array.dtype, np.integer):
+        y = y.round().clamp(0, np.iinfo(array.dtype).max)
+    return y.numpy().astype(array.dtype).reshape(*size, *array.shape[2:])
+
+
 def _side_by_side(before: DecodedImage, after: DecodedImage) -> DecodedImage:
-    alpha = None
-    if before.alpha is not None:
-        alpha = np.hstack([before.alpha, after.alpha])
-    return DecodedImage(np.hstack([before.pixels, after.pixels]), alpha, after.icc_profile, after.exif, after.format)
+    size = after.pixels.shape[:2]
+    pixels = np.hstack([_resize_array(before.pixels, size), after.pixels])
+    alpha = None if before.alpha is None else np.hstack([_resize_array(before.alpha, size), after.alpha])
+    return DecodedImage(pixels, alpha, after.icc_profile, after.exif, after.format)
 
 
 def find_images(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:

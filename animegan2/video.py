@@ -358,12 +358,32 @@ def _to_frame(av, rgb: np.ndarray, is_gif: bool, width: int, height: int):
     return av.VideoFrame.from_ndarray((np.asarray(indexed), argb), format="pal8")
 
 
-def _expected_frames(vin, inp, rate: Fraction, start_s: float | None, end_s: float | None) -> int | None:
-    duration = None
+def _duration(vin, inp) -> float | None:
     if vin.duration is not None and vin.time_base is not None:
-        duration = float(vin.duration * vin.time_base)
-    elif inp.duration is not None:
-        duration = inp.duration / 1_000_000
+        return float(vin.duration * vin.time_base)
+    if inp.duration is not None:
+        return inp.duration / 1_000_000
+    return None
+
+
+def probe_duration(path: str | os.PathLike) -> float:
+    """The length in seconds of the first video stream of ``path`` (0.0 when unknown).
+
+    >>> probe_duration("clip.mp4")  # doctest: +SKIP
+    2.0
+    """
+    av = require("av", "video")
+    try:
+        with av.open(str(path)) as inp:
+            if not inp.streams.video:
+                raise VideoError(f"{path} has no video stream: give a video file (mp4, mkv, mov, webm, gif, ...)")
+            return _duration(inp.streams.video[0], inp) or 0.0
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot open {path} as a video: {exc}") from exc
+
+
+def _expected_frames(vin, inp, rate: Fraction, start_s: float | None, end_s: float | None) -> int | None:
+    duration = _duration(vin, inp)
     if duration is None:
         return vin.frames or None
     stop = min(duration, end_s) if end_s is not None else duration

@@ -150,21 +150,24 @@ class TFV2Checkpoint:
     outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def build_v2_checkpoint(root: Path, sizes=SIZES, seed: int = 0) -> TFV2Checkpoint:
-    """Build the generator with random values, save it as ``root/generator_Hayao_weight`` and
-    run it on random inputs of ``sizes``."""
+def build_v2_checkpoint(
+    root: Path, sizes=SIZES, seed: int = 0, network=None, prefix: str = "Hayao-64.ckpt"
+) -> TFV2Checkpoint:
+    """Build the generator with random values, save it as ``root/generator_Hayao_weight/<prefix>``
+    and run it on random inputs of ``sizes``. ``network(x, init)`` builds another generator
+    graph than this module's (the v1 reference uses it)."""
     directory = root / "generator_Hayao_weight"
     directory.mkdir(parents=True)
     graph = tf.Graph()
     with graph.as_default():
         x = tf1.placeholder(tf.float32, [1, None, None, 3])
-        y = generator(x, _Init(seed))
+        y = (network or generator)(x, _Init(seed))
         saver = tf1.train.Saver(tf1.global_variables(), save_relative_paths=True)
         with tf1.Session(graph=graph) as sess:
             sess.run(tf1.global_variables_initializer())
-            saver.save(sess, str(directory / "Hayao-64.ckpt"))
+            saver.save(sess, str(directory / prefix))
             rng = np.random.default_rng(seed + 1)
-            result = TFV2Checkpoint(directory, directory / "Hayao-64.ckpt")
+            result = TFV2Checkpoint(directory, directory / prefix)
             for h, w in sizes:
                 inp = rng.uniform(-1, 1, (1, h, w, 3)).astype(np.float32)
                 result.outputs[(h, w)] = (inp, sess.run(y, {x: inp}))
