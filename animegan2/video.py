@@ -208,7 +208,9 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
     vin.thread_type = "AUTO"
     in_rate = vin.average_rate or vin.guessed_rate or Fraction(25)
     rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(in_rate)
-    width, height = _even_size(vin.codec_context.width, vin.codec_context.height, size)
+    turns = _quarter_turns(av, src)
+    stored = (vin.codec_context.width, vin.codec_context.height)
+    width, height = _even_size(*(stored if turns % 2 == 0 else stored[::-1]), size)
     is_gif = tmp.suffix.lower() == ".gif"
     codec = _CODECS.get(tmp.suffix.lower(), _DEFAULT_CODEC)
     if codec not in av.codecs_available:
@@ -264,7 +266,7 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
 
             clip_end = None if end_s is None else end_s - (start_s or 0.0)
             for frame, repeats in _frame_ticks(frames(), float(rate) if fps else None, clip_end):
-                decoded.put(("frame", _to_rgb(frame, width, height), repeats))
+                decoded.put(("frame", _to_rgb(frame, width, height, turns), repeats))
             decoded.put(_STOP)
 
         counts = {"written": 0, "copied": 0}
@@ -332,8 +334,19 @@ def _stylize(frames_fn: FramesFn, batch: list[np.ndarray]) -> list[np.ndarray]:
     return outs
 
 
-def _to_rgb(frame, width: int, height: int) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+def _quarter_turns(av, src: Path) -> int:
+    """Counter-clockwise quarter turns that show the video upright (phones store a display
+    rotation instead of turning the pixels); read from the first frame."""
+    with av.open(str(src)) as probe:
+        first = next(probe.decode(video=0), None)
+    return round((first.rotation if first is not None else 0) / 90) % 4
+
+
+def _to_rgb(frame, width: int, height: int, turns: int = 0) -> np.ndarray:
+    """The frame upright as ``height`` x ``width`` RGB: the output has no display rotation."""
+    w, h = (width, height) if turns % 2 == 0 else (height, width)
+    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _raise_failed(workers: list[_Worker]) -> None:
