@@ -235,7 +235,12 @@ def face2paint(
         device: str | torch.device = device,
         **overrides,
     ) -> Image.Image:
+        unknown = set(overrides) - set(defaults)
+        if unknown:
+            raise TypeError(f"face2paint got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         opts = {**defaults, **overrides}
+        if opts["on_missing"] not in ON_MISSING:
+            raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {opts['on_missing']!r}")
         face = detect_face(img) if opts["detect"] else None
         if opts["detect"] and face is None and opts["on_missing"] == "error":
             raise FaceNotFoundError(

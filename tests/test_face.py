@@ -101,6 +101,9 @@ def test_no_face(model):
     assert np.array_equal(np.asarray(fallback), np.asarray(hub_face2paint(model, blank, 64, False)))
     with pytest.raises(ConfigError, match="on_missing"):
         face2paint(on_missing="skip")
+    with pytest.raises(TypeError, match="detct"):
+        face2paint()(model, blank, detct=True)
+    assert np.array_equal(np.asarray(face2paint(size=64)(model, blank, detect=True, on_missing="center")), np.asarray(fallback))
 
 
 def test_paste_back_keeps_the_photo_outside_the_face(model, testdata):
