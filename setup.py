@@ -14,7 +14,7 @@ VERSION = next(
 
 EXTRAS = {
     "video": ["av>=11"],
-    "face": ["opencv-python-headless>=4.5"],
+    "face": ["opencv-python-headless>=4.5,<5"],  # 5.x no longer ships the Haar cascades
     "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
     "train": ["opencv-python-headless>=4.5", "pyyaml>=6"],
     "hf": ["huggingface_hub>=0.20"],

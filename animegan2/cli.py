@@ -8,11 +8,15 @@ the traceback).
 from __future__ import annotations
 
 import argparse
+import glob
+import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
-from .errors import AnimeGANError
+from .errors import AnimeGANError, ConfigError, WeightsError
 
 
 def _common() -> argparse.ArgumentParser:
@@ -55,3 +59,358 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("animegan2: interrupted", file=sys.stderr)
         return 130
+
+
+# --- stylize ---
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes notices to whatever ``sys.stderr`` is when they are emitted."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _show_notices(quiet: bool, debug: bool) -> None:
+    logger = logging.getLogger("animegan2")
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("animegan2: %(message)s"))
+        logger.addHandler(handler)
+
+
+@subcommand
+def _add_stylize(sub, common):
+    p = sub.add_parser(
+        "stylize",
+        parents=[common],
+        help="turn images, folders and globs into anime",
+        description="Stylize images. A run over many files never stops at a bad one: failures are listed "
+        "at the end and the exit status is 1. Outputs are written atomically.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns, or - for stdin")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder; an image file name for a single input; - for stdout")  # fmt: skip
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
+    which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", choices=["float32", "fp16", "bf16"], help="run under fp16/bf16 autocast (GPU)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="images per forward pass (same-size images)")
+    p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
+                   help="output format (default: the input's; GIF becomes PNG)")  # fmt: skip
+    p.add_argument("--suffix", default="", help="added to each output file's stem, e.g. _anime")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+    p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
+    p.add_argument("--size", type=_positive_int, help="stylize with this long side (the output keeps the input size)")
+    p.add_argument("--max-pixels", type=_positive_int, help="reduce larger images to this many pixels to stylize them")
+    p.add_argument("--x32", action="store_true", help="the published rule: sides < 256 -> 256, else floored to x32")
+    p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    p.set_defaults(func=_run_stylize)
+
+
+def _stylize_sources(args) -> tuple[list[tuple[object, Path]], list[tuple[str, str]]]:
+    """(source, name to build the output from) for every input, and the inputs that matched nothing."""
+    from .stylize import find_images
+
+    sources: list[tuple[object, Path]] = []
+    missing: list[tuple[str, str]] = []
+    for item in args.inputs:
+        path = Path(item)
+        if item == "-":
+            sources.append((sys.stdin.buffer, Path("stdin.png")))
+        elif path.is_dir():
+            found = find_images(path, args.recursive)
+            sources += [(p, p.relative_to(path)) for p in found]
+            if not found:
+                missing.append((item, "no images in this folder" + ("" if args.recursive else " (--recursive for sub-folders)")))
+        elif path.is_file():
+            sources.append((path, Path(path.name)))
+        elif any(c in item for c in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=args.recursive)) if Path(m).is_file()]
+            sources += [(m, Path(m.name)) for m in matches]
+            if not matches:
+                missing.append((item, "no file matches this pattern"))
+        else:
+            missing.append((item, "no such file or folder"))
+    return sources, missing
+
+
+def _run_stylize(args) -> int:
+    from .imageio import IMAGE_SUFFIXES, source_name
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+
+    _show_notices(args.quiet, args.debug)
+    sources, failed = _stylize_sources(args)
+    out, fmt = args.output, args.format
+    if out == "-":
+        if len(sources) != 1:
+            raise ConfigError(f"-o - writes one image to stdout, but {len(sources)} inputs were found")
+        fmt = fmt or output_suffix(sources[0][1]).lstrip(".")
+        jobs = [(sources[0][0], sys.stdout.buffer)]
+    elif len(sources) == 1 and len(args.inputs) == 1 and Path(out).suffix.lower() in IMAGE_SUFFIXES and not Path(out).is_dir():
+        jobs = [(sources[0][0], Path(out))]
+    else:
+        jobs, seen = [], {}
+        for src, name in sources:
+            dst = Path(out) / name.parent / f"{name.stem}{args.suffix}{output_suffix(name, fmt)}"
+            if dst in seen:
+                failed.append((source_name(src), f"same output name as {seen[dst]} ({dst}); use separate runs"))
+                continue
+            seen[dst] = source_name(src)
+            jobs.append((src, dst))
+    stylizer = Stylizer(
+        args.weights or args.style or DEFAULT_WEIGHTS,
+        device=args.device,
+        dtype=args.dtype,
+        size=args.size,
+        max_pixels=args.max_pixels,
+        x32=args.x32,
+        keep_color=args.keep_color,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    report = stylizer.stylize_files(
+        jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
+    )
+    for src, reason, exc in report.failed:
+        if args.debug:
+            traceback.print_exception(exc)
+        failed.append((src, reason))
+    for src, reason in failed:
+        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
+        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"animegan2: {len(report.done)} stylized, {len(report.skipped)} skipped, {len(failed)} failed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+# --- weights ---
+
+
+@subcommand
+def _add_weights(sub, common):
+    p = sub.add_parser("weights", parents=[common], help="list, download, import, verify the model zoo's weights")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="every named weight: style, size, format, cached or not")
+    dl = actions.add_parser("download", parents=[common], help="download and verify named weights into the cache")
+    dl.add_argument("names", nargs="*", metavar="NAME")
+    dl.add_argument("--all", action="store_true", help="every entry of the manifest")
+    imp = actions.add_parser("import", parents=[common], help="verify a file obtained elsewhere and put it in the cache")
+    imp.add_argument("name", metavar="NAME")
+    imp.add_argument("source", metavar="FILE_OR_DIR")
+    actions.add_parser("verify", parents=[common], help="re-hash every cached file against the manifest")
+    path = actions.add_parser("path", parents=[common], help="print the cached file of a named weight")
+    path.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_run_weights)
+
+
+def _run_weights(args) -> int:
+    from . import zoo
+
+    _show_notices(args.quiet, args.debug)
+    if args.action == "list":
+        specs = zoo.load_manifest().values()
+        rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
+        for spec in specs:
+            cached = "cached" if zoo.cached_weights(spec.name) else "-"
+            rows.append((spec.name, spec.style, str(spec.size or "-"), spec.format, cached, ",".join(spec.aliases)))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("\nLICENCES")
+        for spec in specs:
+            print(f"{spec.name}: {spec.license}")
+    elif args.action == "download":
+        if not args.names and not args.all:
+            raise ConfigError("name the weights to download, or give --all")
+        for name in list(zoo.load_manifest()) if args.all else args.names:
+            print(zoo.fetch_weights(name, progress=not args.quiet))
+    elif args.action == "import":
+        print(zoo.import_weights(args.name, args.source, progress=not args.quiet))
+    elif args.action == "verify":
+        report = zoo.verify_cache()
+        for entry, name, problem in report:
+            print(f"{entry}/{name}: " + (f"BAD ({problem})" if problem else "ok"))
+        if not report:
+            print("no cached weights to verify")
+        return int(any(problem for _, _, problem in report))
+    elif args.action == "path":
+        path = zoo.cached_weights(args.name)
+        if path is None:
+            raise WeightsError(f"{args.name} is not in the cache: run `animegan2 weights download {args.name}`")
+        print(path)
+    return 0
+
+
+# --- serve ---
+
+
+@subcommand
+def _add_serve(sub, common):
+    p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
+                   help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=float, default=15.0)
+    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from .web import WebApp
+
+    app = WebApp(
+        weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,
+        queue_size=args.queue_size, progress=not args.quiet,
+    )
+    app.launch(args.host, args.port, quiet=args.quiet)
+
+
+# --- face and video ---
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
+    which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+
+@subcommand
+def _add_face(sub, common):
+    p = sub.add_parser("face", parents=[common], help="find, level and stylize the face in portraits")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photo files")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input")
+    _add_model_options(p)
+    p.add_argument("--size", type=_positive_int, default=512, help="side of the stylized square (default 512)")
+    p.add_argument("--margin", type=float, default=0.5, help="room around the face box, a fraction of its side (default 0.5)")
+    p.add_argument("--paste-back", action="store_true", help="blend the stylized face back into the whole photo")
+    p.add_argument("--no-align", action="store_true", help="do not rotate to level the eyes")
+    p.add_argument("--on-missing", choices=["error", "center"], default="error",
+                   help="no face found: report the file (default) or stylize a centre crop")
+    p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
+    p.set_defaults(func=_run_face)
+
+
+def _run_face(args) -> int:
+    from .face import face2paint, paint_files
+    from .imageio import IMAGE_SUFFIXES
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+
+    _show_notices(args.quiet, args.debug)
+    out = Path(args.output)
+    if len(args.inputs) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        jobs = [(args.inputs[0], out)]
+    else:
+        jobs = [(src, out / f"{Path(src).stem}{output_suffix(src)}") for src in args.inputs]
+    paint = face2paint(
+        size=args.size, side_by_side=args.side_by_side, detect=True, margin=args.margin,
+        align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
+    )
+    stylizer = Stylizer(args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, progress=not args.quiet)
+    report = paint_files(jobs, paint, stylizer, progress=not args.quiet)
+    for src, reason, exc in report.failed:
+        if args.debug:
+            traceback.print_exception(exc)
+        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
+        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+@subcommand
+def _add_video(sub, common):
+    p = sub.add_parser("video", parents=[common], help="stylize a video or GIF, keeping its audio, frame count and rate")
+    p.add_argument("input", metavar="IN", help="a video file (mp4, mkv, mov, webm, gif, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (its suffix picks the container) or folder")
+    _add_model_options(p)
+    p.add_argument("--size", type=_positive_int, help="long side of the output frames (default: the input's)")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the input's)")
+    p.add_argument("--start", help="start time, seconds or [hh:]mm:ss")
+    p.add_argument("--end", help="end time, seconds or [hh:]mm:ss")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="frames per forward pass (default 4)")
+    p.set_defaults(func=_run_video)
+
+
+def _run_video(args) -> int:
+    from .stylize import DEFAULT_WEIGHTS, Stylizer
+    from .video import stylize_video
+
+    _show_notices(args.quiet, args.debug)
+    out = Path(args.output)
+    if out.is_dir():
+        out = out / Path(args.input).name
+    stylizer = Stylizer(
+        args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, batch_size=args.batch_size, progress=not args.quiet
+    )
+    result = stylize_video(
+        args.input, out, stylizer.stylize_arrays, size=args.size, fps=args.fps, start=args.start, end=args.end,
+        crf=args.crf, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"animegan2: wrote {result.path}: {result.frames} frames at {float(result.fps):g} fps, "
+            f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# --- convert ---
+
+
+@subcommand
+def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert an original TensorFlow 1 checkpoint to .pt or .safetensors",
+        description="Convert an original TensorFlow 1 AnimeGAN generator checkpoint (no TensorFlow needed).",
+    )
+    p.add_argument("src", help="checkpoint directory, prefix (.../Hayao-64.ckpt) or its .index file")
+    p.add_argument("-o", "--output", help="output file: .pt (plain state_dict) or .safetensors (with metadata)")
+    p.add_argument("--list", action="store_true", help="list the checkpoint's tensors and exit")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint, describe, save_weights
+    from .errors import ConfigError
+
+    if args.list:
+        print(describe(args.src))
+        return 0
+    if not args.output:
+        raise ConfigError("convert needs an output file: -o OUT.safetensors (or OUT.pt), or --list")
+    state, metadata = convert_checkpoint(args.src)
+    out = save_weights(state, metadata, args.output)
+    if not args.quiet:
+        print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
+              f"norm_eps={metadata['norm_eps']})")
+    return 0

@@ -57,10 +57,97 @@ def upsample2x(x: Tensor, mode: str, align_size: tuple[int, int]) -> Tensor:
     resizes to explicit sizes); the other modes double the input exactly.
     """
     if mode == "tf":
-        return resize_bilinear_tf(x, (2 * x.shape[-2], 2 * x.shape[-1]))
+        return upsample2x_tf(x)
     if mode == "align_corners":
         return F.interpolate(x, size=align_size, mode="bilinear", align_corners=True)
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def _lerp_half_into(out: Tensor, x: Tensor, dim: int) -> None:
+    # out's even slots along ``dim`` take x, odd ones the midpoint with the next element
+    # (the last one repeats: TF clamps the neighbour). For an exact 2x the legacy lerp
+    # weights are exactly 0 and 0.5; TF's order a + (b - a) * 0.5 keeps its rounding.
+    n = x.shape[dim]
+    pairs = out.unflatten(dim, (n, 2))
+    even, odd = pairs.select(dim + 1, 0), pairs.select(dim + 1, 1)
+    even.copy_(x)
+    if n > 1:
+        a, b = x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1)
+        odd.narrow(dim, 0, n - 1).copy_(a).add_(b - a, alpha=0.5)  # in-place: autograd-safe
+    odd.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1))
+
+
+def upsample2x_tf(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """Exact 2x TF1-legacy bilinear upsampling, equal to ``resize_bilinear_tf(x, (2h, 2w))``
+    up to float rounding, as an interleave (no index tensors); writes into ``out`` if given.
+
+    >>> upsample2x_tf(torch.tensor([[[[0.0, 1.0, 4.0]]]]))[0, 0, 0]
+    tensor([0.0000, 0.5000, 1.0000, 2.5000, 4.0000, 4.0000])
+    """
+    *lead, h, w = x.shape
+    rows = x.new_empty((*lead, h, 2 * w))
+    _lerp_half_into(rows, x, x.dim() - 1)
+    if out is None:
+        out = x.new_empty((*lead, 2 * h, 2 * w))
+    _lerp_half_into(out, rows, x.dim() - 2)
+    return out
+
+
+def _reflect_fill_(buf: Tensor, pad: tuple[int, int, int, int]) -> None:
+    # ``buf``'s interior already holds the image; mirror it into the (left, right, top,
+    # bottom) border like ReflectionPad2d, rows first, then full-width columns (corners).
+    left, right, top, bottom = pad
+    h_end, w_end = buf.shape[-2] - bottom, buf.shape[-1] - right
+    rows = buf[..., top:h_end, :]
+    if left:
+        rows[..., :left].copy_(rows[..., left + 1 : 2 * left + 1].flip(-1))
+    if right:
+        rows[..., w_end:].copy_(rows[..., w_end - 1 - right : w_end - 1].flip(-1))
+    if top:
+        buf[..., :top, :].copy_(buf[..., top + 1 : 2 * top + 1, :].flip(-2))
+    if bottom:
+        buf[..., h_end:, :].copy_(buf[..., h_end - 1 - bottom : h_end - 1, :].flip(-2))
+
+
+def _padded_buffer(like: Tensor, channels: int, size: tuple[int, int], pad: tuple[int, int, int, int]) -> tuple[Tensor, Tensor]:
+    # An uninitialised reflect-padded map and the view of its interior.
+    left, right, top, bottom = pad
+    h, w = size
+    buf = like.new_empty((like.shape[0], channels, h + top + bottom, w + left + right))
+    return buf, buf[..., top : top + h, left : left + w]
+
+
+def _layer_moments(y: Tensor) -> tuple[Tensor, Tensor]:
+    # Per-sample mean and biased variance over (C, H, W), shaped (N, 1, 1, 1) in float64.
+    # torch.var_mean is a slow scalar Welford loop on CPU; batch norm's statistics kernel
+    # is a vectorised two-pass one: take per-channel moments and pool them exactly
+    # (equal counts: total var = mean of variances + variance of means).
+    moments = [torch.batch_norm_update_stats(y[i : i + 1], None, None, 0.0) for i in range(y.shape[0])]
+    means = torch.stack([m for m, _ in moments]).double()
+    variances = torch.stack([v for _, v in moments]).double()
+    mean = means.mean(1, keepdim=True)
+    var = variances.mean(1, keepdim=True) + (means - mean).square().mean(1, keepdim=True)
+    return mean.view(-1, 1, 1, 1), var.view(-1, 1, 1, 1)
+
+
+def _norm_act(y: Tensor, norm: nn.GroupNorm, pad: tuple[int, int, int, int], slope: float | None, residual: Tensor | None = None) -> Tensor:
+    # Layer norm (statistics over C, H, W per sample), then affine, residual and LeakyReLU
+    # written once, straight into the next layer's reflect-padded input.
+    mean, var = _layer_moments(y)
+    scale = norm.weight.view(1, -1, 1, 1) * (var + norm.eps).rsqrt().to(y.dtype)
+    shift = norm.bias.view(1, -1, 1, 1) - mean.to(y.dtype) * scale
+    if any(pad):
+        out, inner = _padded_buffer(y, y.shape[1], y.shape[-2:], pad)
+    else:
+        out = inner = y
+    torch.addcmul(shift, y, scale, out=inner)
+    if residual is not None:
+        inner.add_(residual)
+    if slope is not None:
+        F.leaky_relu_(inner, slope)
+    if any(pad):
+        _reflect_fill_(out, pad)
+    return out
 
 
 class ConvNormLReLU(nn.Sequential):
@@ -107,6 +194,14 @@ class InvertedResBlock(nn.Module):
         out = self.layers(x)
         return x + out if self.use_res_connect else out
 
+    def forward_fast(self, x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+        """The same block under no_grad, in place, its output reflect-padded by ``pad``
+        (left, right, top, bottom) for the next layer."""
+        expand, depthwise, project, norm = self.layers
+        out = _norm_act(expand[1](x), expand[2], tuple(depthwise[0].padding), expand[3].negative_slope)
+        out = _norm_act(depthwise[1](out), depthwise[2], (0, 0, 0, 0), depthwise[3].negative_slope)
+        return _norm_act(project(out), norm, pad, None, residual=x if self.use_res_connect else None)
+
 
 class Generator(nn.Module):
     """The AnimeGANv2 generator.
@@ -117,6 +212,10 @@ class Generator(nn.Module):
             May be changed later through the ``upsample`` attribute.
         norm_eps: layer-norm epsilon; 1e-12 is TensorFlow's, 1e-5 what the published
             PyTorch weights were trained with.
+
+    Under ``torch.no_grad()``/``torch.inference_mode()`` the forward pass takes a fused,
+    in-place path (same results up to float rounding, about 1e-6); with autograd enabled it
+    runs module by module, so training is unaffected.
 
     Input: NCHW float in [-1, 1]. Output: NCHW in [-1, 1], of size
     (4*floor(H/4), 4*floor(W/4)) for ``"tf"``/``"half_pixel"`` and (H, W) for ``"align_corners"``.
@@ -183,6 +282,12 @@ class Generator(nn.Module):
         return [m for m in self.modules() if isinstance(m, nn.GroupNorm)]
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return self._forward_modules(x)
+        return self._forward_fast(x)
+
+    def _forward_modules(self, x: Tensor) -> Tensor:
+        # The plain module-by-module path: autograd-safe (no in-place ops on saved tensors).
         out = self.block_a(x)
         half_size = out.shape[-2:]
         out = self.block_b(out)
@@ -192,3 +297,41 @@ class Generator(nn.Module):
         out = upsample2x(out, self.upsample, x.shape[-2:])
         out = self.block_e(out)
         return self.out_layer(out)
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        # The same network under no_grad/inference_mode: every norm + activation is
+        # written in place into the next layer's reflect-padded input, so no separate
+        # padding copies, and the TF upsampling is an interleave into that buffer too.
+        steps: list[nn.Module | str] = [*self.block_a, *self.block_b, *self.block_c, "up", *self.block_d, "up", *self.block_e]
+        pads = [_pad_of(step) for step in steps] + [(0, 0, 0, 0)]
+        sizes = [x.shape[-2:]]
+        out = F.pad(x, pads[0], mode="reflect")
+        for step, next_pad in zip(steps, pads[1:]):
+            if isinstance(step, ConvNormLReLU):
+                out = step[1](out)
+                if step is self.block_a[-1]:
+                    sizes.append(out.shape[-2:])  # "align_corners" resizes back to it
+                out = _norm_act(out, step[2], next_pad, step[3].negative_slope)
+            elif isinstance(step, InvertedResBlock):
+                out = step.forward_fast(out, next_pad)
+            else:
+                out = self._upsample_padded(out, sizes.pop(), next_pad)
+        return torch.tanh_(self.out_layer[0](out))
+
+    def _upsample_padded(self, x: Tensor, align_size: tuple[int, int], pad: tuple[int, int, int, int]) -> Tensor:
+        if self.upsample == "tf":
+            buf, inner = _padded_buffer(x, x.shape[1], (2 * x.shape[-2], 2 * x.shape[-1]), pad)
+            upsample2x_tf(x, out=inner)
+        else:
+            up = upsample2x(x, self.upsample, align_size)
+            buf, inner = _padded_buffer(up, up.shape[1], up.shape[-2:], pad)
+            inner.copy_(up)
+        _reflect_fill_(buf, pad)
+        return buf
+
+
+def _pad_of(step: nn.Module | str) -> tuple[int, int, int, int]:
+    # The reflect padding a step wants on its input (left, right, top, bottom).
+    if isinstance(step, ConvNormLReLU):
+        return tuple(step[0].padding)
+    return (0, 0, 0, 0)

@@ -20,3 +20,43 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ANIMEGAN2_HOME", str(tmp_path_factory.mktemp("animegan2_home")))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tf_v2_checkpoint(tmp_path_factory):
+    """An AnimeGANv2 generator checkpoint saved by TensorFlow's own Saver in the published layout
+    (``.directory`` = ``generator_Hayao_weight/``, ``.prefix`` = ``.../Hayao-64.ckpt``) with TF's
+    outputs ``.outputs[(h, w)] = (x, y)`` (NHWC) for 64x64, 257x383 and 130x97 inputs.
+    Built once per session from ``tests/tf_reference.py``; do not modify its files."""
+    from tests.tf_reference import build_v2_checkpoint
+
+    return build_v2_checkpoint(tmp_path_factory.mktemp("tf_v2"))
+
+
+@pytest.fixture(scope="session")
+def tf_training_checkpoint(tmp_path_factory):
+    """Prefix of a TF training checkpoint: generator, discriminator, Adam slots, global step."""
+    from tests.tf_reference import build_training_checkpoint
+
+    return build_training_checkpoint(tmp_path_factory.mktemp("tf_train") / "train")
+
+
+@pytest.fixture(scope="session")
+def tf_sharded_checkpoint(tf_v2_checkpoint, tmp_path_factory):
+    """Prefix of the ``tf_v2_checkpoint`` tensors rewritten by TensorFlow into two data shards."""
+    from tests.tf_reference import write_sharded
+
+    prefix = tmp_path_factory.mktemp("tf_sharded") / "Hayao-64.ckpt"
+    write_sharded(tf_v2_checkpoint.prefix, prefix)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def tf_v1_checkpoint(tmp_path_factory):
+    """An AnimeGAN v1 generator checkpoint saved by TensorFlow's own Saver in the published layout
+    (``.directory`` = ``generator_Hayao_weight/``, ``.prefix`` = ``.../Hayao-60.ckpt``) with TF's
+    outputs ``.outputs[(h, w)] = (x, y)`` (NHWC) for ``tests/tf_reference_v1.SIZES``.
+    Built once per session from ``tests/tf_reference_v1.py``; do not modify its files."""
+    from tests.tf_reference_v1 import build_v1_checkpoint
+
+    return build_v1_checkpoint(tmp_path_factory.mktemp("tf_v1"))

@@ -1,0 +1,109 @@
+"""The AnimeGANv2 losses, as the original TensorFlow trainer defines them (DESIGN.md 2.4).
+
+Images are NCHW RGB in [-1, 1]; feature maps NCHW. Every loss is a mean over the batch,
+so data-parallel gradient averaging equals one process with the combined batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .presets import Preset
+
+# tf.image.rgb_to_yuv's kernel: yuv = rgb @ _RGB_TO_YUV.
+_RGB_TO_YUV = torch.tensor(
+    [
+        [0.299, -0.14714119, 0.61497538],
+        [0.587, -0.28886916, -0.51496512],
+        [0.114, 0.43601035, -0.10001026],
+    ]
+)
+
+
+def gram(features: Tensor) -> Tensor:
+    """Gram matrix of each sample: F^T F / (H*W*C) with F the (H*W, C) feature matrix.
+
+    >>> gram(torch.ones(2, 3, 4, 4)).shape
+    torch.Size([2, 3, 3])
+    """
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return flat @ flat.transpose(1, 2) / (h * w * c)
+
+
+def content_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """L1 (mean absolute difference) between VGG features of the photo and of G(photo)."""
+    return F.l1_loss(fake_features.float(), real_features.float())
+
+
+def style_loss(anime_gray_features: Tensor, fake_features: Tensor) -> Tensor:
+    """L1 between the per-sample Gram matrices of G(photo) and of the grayscale anime frame."""
+    return F.l1_loss(gram(fake_features), gram(anime_gray_features))
+
+
+def rgb_to_yuv(image: Tensor) -> Tensor:
+    """RGB in [-1, 1] -> YUV of the image in [0, 1], as ``tf.image.rgb_to_yuv`` computes it.
+
+    >>> rgb_to_yuv(torch.ones(1, 3, 1, 1)).flatten().round(decimals=4)  # white: Y = 1, U = V = 0
+    tensor([1., 0., 0.])
+    """
+    rgb = (image.float() + 1.0) / 2.0
+    return torch.einsum("nchw,cd->ndhw", rgb, _RGB_TO_YUV.to(rgb.device))
+
+
+def color_loss(photo: Tensor, fake: Tensor) -> Tensor:
+    """L1 on Y plus Huber (delta 1, mean) on U and on V between photo and G(photo)."""
+    a, b = rgb_to_yuv(photo), rgb_to_yuv(fake)
+    return (
+        F.l1_loss(b[:, 0], a[:, 0])
+        + F.huber_loss(b[:, 1], a[:, 1], delta=1.0)
+        + F.huber_loss(b[:, 2], a[:, 2], delta=1.0)
+    )
+
+
+def total_variation_loss(image: Tensor) -> Tensor:
+    """sum(dh^2)/2 / numel(dh) + sum(dw^2)/2 / numel(dw) (``tf.nn.l2_loss`` per direction)."""
+    dh = image[:, :, :-1, :] - image[:, :, 1:, :]
+    dw = image[:, :, :, :-1] - image[:, :, :, 1:]
+    return (dh.float().square().sum() / 2) / dh.numel() + (dw.float().square().sum() / 2) / dw.numel()
+
+
+def generator_adv_loss(fake_logits: Tensor) -> Tensor:
+    """LSGAN generator term: mean((D(G(p)) - 1)^2), unweighted."""
+    return (fake_logits.float() - 1.0).square().mean()
+
+
+def discriminator_loss(real: Tensor, fake: Tensor, gray: Tensor, smooth: Tensor, preset: Preset) -> Tensor:
+    """The LSGAN discriminator loss with the style's four weights and ``preset.adv``:
+    adv * [a*mean((D(anime)-1)^2) + b*mean(D(G(p))^2) + c*mean(D(gray anime)^2) + d*mean(D(gray smooth)^2)].
+    """
+    return preset.adv * (
+        preset.d_real * (real.float() - 1.0).square().mean()
+        + preset.d_fake * fake.float().square().mean()
+        + preset.d_gray * gray.float().square().mean()
+        + preset.d_smooth * smooth.float().square().mean()
+    )
+
+
+def generator_loss(
+    photo: Tensor,
+    fake: Tensor,
+    photo_features: Tensor,
+    fake_features: Tensor,
+    anime_gray_features: Tensor,
+    fake_logits: Tensor,
+    preset: Preset,
+) -> dict[str, Tensor]:
+    """Every generator term and their weighted sum under ``"total"`` (content, style, colour,
+    TV, adversarial, each already multiplied by its weight)."""
+    terms = {
+        "content": preset.con * content_loss(photo_features, fake_features),
+        "style": preset.sty * style_loss(anime_gray_features, fake_features),
+        "color": preset.col * color_loss(photo, fake),
+        "tv": preset.tv * total_variation_loss(fake),
+        "adv": preset.adv * generator_adv_loss(fake_logits),
+    }
+    terms["total"] = sum(terms.values())
+    return terms

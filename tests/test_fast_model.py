@@ -1,0 +1,65 @@
+"""The fast inference path of ``Generator`` against the straightforward reference, and the
+autograd path that training uses."""
+
+import pytest
+import torch
+
+from animegan2.model import Generator, upsample2x_tf, resize_bilinear_tf
+from tests.reference import ReferenceGenerator, random_state_dict
+
+
+@pytest.fixture(scope="module")
+def state():
+    return random_state_dict(seed=3)
+
+
+def _pair(state, mode, eps):
+    ref = ReferenceGenerator(upsample=mode, eps=eps)
+    ref.load_state_dict(state)
+    g = Generator(upsample=mode, norm_eps=eps)
+    g.load_state_dict(state)
+    return ref.eval(), g.eval()
+
+
+@pytest.mark.parametrize("mode", ["tf", "align_corners", "half_pixel"])
+@pytest.mark.parametrize("size", [(37, 51), (40, 33)])
+def test_fast_path_matches_reference_with_tf_epsilon(state, mode, size):
+    ref, g = _pair(state, mode, 1e-12)
+    x = torch.rand(3, 3, *size) * 2 - 1
+    with torch.inference_mode():
+        want, got = ref(x), g(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+def test_fast_path_leaves_the_input_alone_and_batches_independently(state):
+    _, g = _pair(state, "tf", 1e-12)
+    x = torch.rand(2, 3, 29, 30) * 2 - 1
+    x0 = x.clone()
+    with torch.no_grad():
+        both = g(x)
+        second = g(x[1:])
+    assert torch.equal(x, x0)
+    assert (both[1:] - second).abs().max().item() <= 1e-5  # conv rounding differs by batch
+
+
+def test_tf_2x_interleave_is_bitwise_the_general_resize():
+    x = torch.randn(2, 4, 9, 1)
+    assert torch.equal(upsample2x_tf(x), resize_bilinear_tf(x, (18, 2)))
+    x = torch.randn(1, 2, 6, 7)
+    assert torch.equal(upsample2x_tf(x), resize_bilinear_tf(x, (12, 14)))
+
+
+@pytest.mark.parametrize("mode", ["tf", "align_corners"])
+def test_training_gradients_equal_the_reference(state, mode):
+    ref, g = _pair(state, mode, 1e-5)
+    ref.train(), g.train()
+    x = torch.rand(2, 3, 24, 28) * 2 - 1
+    target = torch.rand(2, 3, 24, 28) * 2 - 1
+    for model in (ref, g):
+        ((model(x) - target) ** 2).mean().backward()
+    ref_grads = dict(ref.named_parameters())
+    for name, p in g.named_parameters():
+        want = ref_grads[name].grad
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        assert torch.allclose(p.grad, want, rtol=1e-3, atol=1e-6), name

@@ -1,0 +1,195 @@
+"""The recipe's losses, VGG feature extractor and discriminator against hand-computed values."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from animegan2.errors import WeightsError
+from animegan2.train import losses
+from animegan2.train.discriminator import Discriminator
+from animegan2.train.presets import PRESETS, get_preset
+from animegan2.train.vgg import CONV_INDEX, load_vgg19
+
+HAYAO = PRESETS["hayao"]
+
+
+def test_gram_is_per_sample_and_divided_by_hwc():
+    f = torch.zeros(2, 2, 1, 2)
+    f[0, 0, 0] = torch.tensor([1.0, 2.0])
+    f[0, 1, 0] = torch.tensor([3.0, 4.0])
+    g = losses.gram(f)
+    assert torch.equal(g[0], torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 4)
+    assert torch.equal(g[1], torch.zeros(2, 2))  # a batch-wide Gram would leak sample 0 here
+
+
+def test_style_loss_is_l1_between_grams():
+    a, b = torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 1, 2)
+    b[0, 0, 0] = torch.tensor([1.0, 2.0])  # gram(b) = [[5, 0], [0, 0]] / 4
+    assert losses.style_loss(a, b).item() == pytest.approx(5 / 4 / 4)
+
+
+def test_yuv_matches_tensorflow_kernel():
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
+    assert losses.rgb_to_yuv(red).flatten().tolist() == pytest.approx([0.299, -0.14714119, 0.61497538])
+
+
+def test_color_loss_l1_on_y_and_huber_on_u_v_in_both_regimes():
+    black = -torch.ones(1, 3, 1, 1)
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
+    cyan = torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)
+    quadratic = 0.299 + 0.5 * 0.14714119**2 + 0.5 * 0.61497538**2
+    assert losses.color_loss(black, red).item() == pytest.approx(quadratic, rel=1e-6)
+    # red vs cyan: |dY| = 0.701 - 0.299, |dU| = 0.29428238 (quadratic), |dV| = 1.22995076 (linear)
+    dy, du, dv = abs(0.701 - 0.299), 2 * 0.14714119, 2 * 0.61497538
+    want = dy + 0.5 * du**2 + (dv - 0.5)
+    assert losses.color_loss(cyan, red).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_total_variation_halves_squares_and_divides_per_direction():
+    img = torch.tensor([[0.0, 1.0], [2.0, 4.0]]).view(1, 1, 2, 2)
+    # dh = [-2, -3] -> 13/2/2 = 3.25; dw = [-1, -2] -> 5/2/2 = 1.25
+    assert losses.total_variation_loss(img).item() == 4.5
+
+
+def test_discriminator_four_terms_with_style_weights():
+    ones = torch.ones(2, 1, 2, 2)
+    d = losses.discriminator_loss(0 * ones, 2 * ones, 3 * ones, -ones, HAYAO)
+    assert d.item() == pytest.approx(300 * (1.2 * 1 + 1.2 * 4 + 1.2 * 9 + 0.8 * 1))
+    p = PRESETS["paprika"]
+    d = losses.discriminator_loss(ones, 0 * ones, 0 * ones, 2 * ones, p)
+    assert d.item() == pytest.approx(300 * 0.005 * 4)
+    assert losses.generator_adv_loss(3 * ones).item() == 4.0
+
+
+def test_generator_loss_is_the_weighted_sum():
+    torch.manual_seed(0)
+    photo, fake = torch.rand(2, 3, 4, 4) * 2 - 1, torch.rand(2, 3, 4, 4) * 2 - 1
+    fp, ff, fa = torch.rand(2, 5, 2, 2), torch.rand(2, 5, 2, 2), torch.rand(2, 5, 2, 2)
+    logits = torch.rand(2, 1, 1, 1)
+    t = losses.generator_loss(photo, fake, fp, ff, fa, logits, HAYAO)
+    assert t["content"].item() == pytest.approx(1.5 * (fp - ff).abs().mean().item())
+    assert t["adv"].item() == pytest.approx(300 * ((logits - 1) ** 2).mean().item())
+    parts = sum(t[k] for k in ("content", "style", "color", "tv", "adv"))
+    assert t["total"].item() == pytest.approx(parts.item())
+
+
+def test_presets_hold_the_recipe_weights():
+    s = get_preset("Shinkai")
+    assert (s.con, s.sty, s.col, s.tv, s.adv) == (1.2, 2.0, 10.0, 1.0, 300.0)
+    assert (s.d_real, s.d_fake, s.d_gray, s.d_smooth) == (1.7, 1.7, 1.7, 1.0)
+
+
+# --- VGG --------------------------------------------------------------------------------
+
+WIDTHS = (4, 4, 8, 8)
+
+
+def fake_caffe_layers(seed=0):
+    """Tiny VGG19 weights in vgg19.npy's layout: W [3, 3, in, out] for BGR input."""
+    rng = np.random.default_rng(seed)
+    layers, in_ch = {}, 3
+    for name in CONV_INDEX:
+        out = WIDTHS[int(name[4]) - 1]
+        layers[name] = [rng.normal(0, 0.2, (3, 3, in_ch, out)).astype(np.float32), rng.normal(0, 0.1, out).astype(np.float32)]
+        in_ch = out
+    layers["fc6"] = [np.zeros((2, 2), np.float32), np.zeros(2, np.float32)]  # ignored beyond conv4_4
+    return layers
+
+
+def write_both_formats(tmp_path):
+    layers = fake_caffe_layers()
+    npy = tmp_path / "vgg19.npy"
+    np.save(npy, layers, allow_pickle=True)
+    tv = {}
+    for name, index in CONV_INDEX.items():
+        w = torch.from_numpy(layers[name][0].transpose(3, 2, 0, 1).copy())
+        tv[f"features.{index}.weight"] = w.flip(1) if index == 0 else w  # torchvision's conv1_1 takes RGB
+        tv[f"features.{index}.bias"] = torch.from_numpy(layers[name][1])
+    tv["classifier.0.weight"] = torch.zeros(2, 2)
+    torch.save(tv, tmp_path / "vgg19.pth")
+    return layers, npy, tmp_path / "vgg19.pth"
+
+
+def manual_features(layers, bgr_input):
+    x = bgr_input
+    for name in CONV_INDEX:
+        if name.endswith("_1") and name != "conv1_1":
+            x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+        w, b = layers[name]
+        x = F.conv2d(x, torch.from_numpy(w.transpose(3, 2, 0, 1).copy()), torch.from_numpy(b), padding=1)
+        if name != "conv4_4":
+            x = F.relu(x)
+    return x
+
+
+def test_vgg_both_formats_give_identical_features(tmp_path):
+    layers, npy, pth = write_both_formats(tmp_path)
+    image = torch.rand(2, 3, 30, 34) * 2 - 1
+    caffe = load_vgg19(npy)
+    assert caffe.normalization == "caffe"
+    tv_as_caffe = load_vgg19(pth, normalization="caffe")
+    got = caffe(image)
+    assert torch.equal(got, tv_as_caffe(image))
+    # The recipe's normalisation: 0..255, BGR, minus the Caffe means, no std.
+    bgr = ((image + 1) * 127.5).flip(1) - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    want = manual_features(layers, bgr)
+    assert got.shape == (2, 8, 4, 5)  # 30x34 -> pools round up like TF SAME: 15x17, 8x9, 4x5
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-5)
+
+
+def test_vgg_torchvision_file_defaults_to_imagenet_normalisation(tmp_path):
+    layers, npy, pth = write_both_formats(tmp_path)
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    vgg = load_vgg19(pth)
+    assert vgg.normalization == "torchvision"
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = ((image + 1) / 2 - mean) / std
+    want = manual_features(layers, rgb.flip(1))  # manual_features takes conv1_1 in BGR order
+    assert torch.allclose(vgg(image), want, atol=1e-5)
+    assert not any(p.requires_grad for p in vgg.parameters())
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_vgg_npy_refuses_pickled_code(tmp_path):
+    evil = _Evil()
+    evil.target = tmp_path / "pwned"
+    np.save(tmp_path / "evil.npy", np.array({"conv1_1": evil}, dtype=object), allow_pickle=True)
+    with pytest.raises(WeightsError, match="refusing to unpickle"):
+        load_vgg19(tmp_path / "evil.npy")
+    assert not evil.target.exists()
+
+
+def test_vgg_wrong_file_is_a_clear_error(tmp_path):
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(WeightsError, match="not a torchvision vgg19 state_dict"):
+        load_vgg19(tmp_path / "x.pt")
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(WeightsError, match="not vgg19.npy"):
+        load_vgg19(tmp_path / "plain.npy")
+
+
+# --- discriminator ----------------------------------------------------------------------
+
+
+def test_discriminator_layout_and_spectral_norm():
+    torch.manual_seed(0)
+    d = Discriminator()
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 128, 256, 256, 1]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1, 1, 1]
+    assert all(c.bias is None and c.padding == (1, 1) and c.padding_mode == "zeros" for c in convs)
+    assert [n.eps for n in d.modules() if isinstance(n, torch.nn.GroupNorm)] == [1e-12] * 3
+    assert d(torch.zeros(2, 3, 36, 20)).shape == (2, 1, 9, 5)
+    small = Discriminator(ch=8)
+    for _ in range(30):  # power iterations converge in training mode
+        small(torch.zeros(1, 3, 8, 8))
+    for c in (m for m in small.modules() if isinstance(m, torch.nn.Conv2d)):
+        sigma = torch.linalg.matrix_norm(c.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.02)
