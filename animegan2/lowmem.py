@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .model import resize_bilinear_tf
 
+MEMORY_MODES = ("normal", "low", "tiled")
 DEFAULT_MAX_MEMORY = "2GB"
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SLOPE = 0.2  # LeakyReLU slope of every activation (DESIGN.md 2.1)
@@ -369,8 +370,11 @@ class _LowMemoryRun:
         return out
 
 
+_V2_PARTS = ("block_a", "block_b", "block_c", "block_d", "block_e", "out_layer", "upsample")
+
+
 def _n_passes(model: nn.Module) -> int:
-    return sum(len(_convs(getattr(model, name))) for name in ("block_a", "block_b", "block_c", "block_d", "block_e")) + 1
+    return sum(len(_convs(getattr(model, name))) for name in _V2_PARTS[:5]) + 1
 
 
 def run_low_memory(
@@ -404,6 +408,10 @@ def run_low_memory(
     >>> (run_low_memory(g, x, tile_rows=8) - g(x)).abs().max().item() < 1e-4
     True
     """
+    if not all(hasattr(model, name) for name in _V2_PARTS):
+        raise ConfigError(
+            f"memory='low' runs AnimeGANv2 generators only, not {type(model).__name__}; use memory='tiled' for it"
+        )
     budget = None if max_memory is None else parse_memory(max_memory)
     outputs = []
     with torch.inference_mode(), contextlib.ExitStack() as stack:
@@ -450,7 +458,7 @@ def run_tiled(
         raise ConfigError(f"tile ({tile}) and overlap ({overlap}) must be multiples of 4 with 0 < overlap < tile")
     _, _, in_h, in_w = x.shape
     h, w = in_h, in_w
-    if model.upsample != "align_corners":  # the output covers the top-left 4*floor(n/4) pixels
+    if getattr(model, "upsample", "align_corners") != "align_corners":  # output: top-left 4*floor(n/4) pixels
         h, w = 4 * (h // 4), 4 * (w // 4)
     device = next(model.parameters()).device
     rows, cols = _tile_starts(h, tile, tile - overlap), _tile_starts(w, tile, tile - overlap)
