@@ -74,7 +74,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1024,2048", help="square sizes (or WxH) run in every mode")
+    parser.add_argument("--sizes", default="1024,2048", help="square sizes (or WxH) run in every mode ('none' to skip)")
     parser.add_argument("--big", default="6000x4000", help="WxH run in low mode only ('none' to skip)")
     parser.add_argument("--modes", default="baseline,low,tiled")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (the big case runs once)")
@@ -88,7 +88,7 @@ def main() -> None:
         _child(args)
         return
     rows = []
-    for text in args.sizes.split(","):
+    for text in filter(None, args.sizes.replace("none", "").split(",")):
         size = _size(text)
         results = {case: _run_case(case, size, args) for case in args.modes.split(",")}
         base = results.get("baseline")
