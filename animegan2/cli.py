@@ -123,6 +123,9 @@ def _add_stylize(sub, common):
     p.add_argument("--x32", action="store_true", help="the published rule: sides < 256 -> 256, else floored to x32")
     p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    p.add_argument("--memory", choices=["normal", "low", "tiled"], default="normal",
+                   help="low: exact, layer by layer in bounded memory; tiled: approximate, blended tiles")  # fmt: skip
+    p.add_argument("--max-memory", default="2GB", help="peak memory --memory low stays under (default 2GB)")
     p.set_defaults(func=_run_stylize)
 
 
@@ -186,6 +189,8 @@ def _run_stylize(args) -> int:
         keep_color=args.keep_color,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        memory=args.memory,
+        max_memory=args.max_memory,
     )
     report = stylizer.stylize_files(
         jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
