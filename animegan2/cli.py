@@ -274,17 +274,31 @@ def _run_weights(args) -> int:
 def _add_serve(sub, common):
     p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_port, default=7860, help="TCP port, 1-65535 (default 7860)")
     p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
                    help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
-    p.add_argument("--max-video-seconds", type=float, default=15.0)
-    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
-    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=20.0)
+    p.add_argument("--max-pixels", type=_positive_int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=_positive_float, default=15.0)
+    p.add_argument("--concurrency", type=_positive_int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=_positive_int, default=16, help="requests waiting at most")
     p.set_defaults(func=_run_serve)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {text}")
+    return value
 
 
 def _run_serve(args) -> int:

@@ -278,17 +278,19 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
         raise ConfigError(f"output {out} must end in .pt (plain state_dict) or .safetensors")
     if not out.parent.is_dir():
         raise ConfigError(f"output directory {out.parent} does not exist; create it first")
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # same directory: os.replace is atomic
     try:
         if out.suffix == ".pt":
             torch.save(dict(state), tmp)
         else:
-            from safetensors.torch import save_file
-
             save_file(state, str(tmp), metadata=metadata)
         os.replace(tmp, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap I/O errors
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise ConfigError(f"cannot write {out}: {detail}; check that its folder is writable and has room") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return out

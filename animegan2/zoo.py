@@ -42,6 +42,7 @@ ARCHITECTURES = {
     "animeganv3": "AnimeGANv3",
     "vgg19": "VGG19 (training features, animegan2.train)",
 }  # id -> display
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".index", ".ckpt")  # a string ending so is a path
 _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.")  # torch.hub's name-<sha256 prefix>.ext convention
 
 
@@ -401,6 +402,8 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
         return state, meta
     if path.suffix == ".onnx":
         raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")
+    if path.is_dir() and not _is_tf_checkpoint(path):
+        raise WeightsError(f"{path} is a folder without a TF1 checkpoint (no 'checkpoint' or .index file): give a weights file")
     if _is_tf_checkpoint(path):
         from .convert import convert_checkpoint
 
@@ -420,8 +423,11 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
             f"could run code ({str(exc).splitlines()[0]}). Only plain state_dicts are loaded; "
             "re-save it as one (torch.save(model.state_dict(), ...)) from a trusted environment"
         ) from exc
-    except Exception as exc:
-        raise WeightsError(f"cannot load {path} as a PyTorch weights file: {exc}") from exc
+    except Exception as exc:  # torch.load fails on foreign bytes with EOFError, KeyError, RuntimeError, ...
+        detail = str(exc).splitlines()[0] if isinstance(exc, (OSError, RuntimeError)) else "not a torch.save file"
+        raise WeightsError(
+            f"cannot load {path}: {detail}; give a .pt/.pth state_dict, a .safetensors file or a TF1 checkpoint"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state_dict of tensors (found {type(state).__name__})")
     if "b1.0.1.weight" in state:  # a plain state_dict says nothing else about its architecture
@@ -448,17 +454,38 @@ def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     return download.fetch(key, [spec], progress=progress, check_hash=check_hash, pin_unknown=False)[name]
 
 
+def _is_url(weights: str | Path) -> bool:
+    return isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights) is not None
+
+
+def _local_or_spec(weights: str | Path) -> Path | WeightSpec:
+    """The existing local file ``weights`` names, or its manifest entry; no network."""
+    path = Path(weights).expanduser()
+    if path.exists() or Path(str(path) + ".index").is_file():
+        return path
+    if isinstance(weights, Path) or "/" in weights or os.sep in weights or path.suffix in _WEIGHT_SUFFIXES:
+        raise WeightsError(f"no weights named {str(weights)!r}: the file {path} does not exist")
+    return get_spec(weights)
+
+
+def check_weights(weights: str | Path) -> None:
+    """Raise :class:`WeightsError` at once if ``weights`` is neither an existing local file nor
+    a manifest name or alias; touches no network (URLs are checked when they are fetched).
+
+    >>> check_weights("webtoon")
+    """
+    if not _is_url(weights):
+        _local_or_spec(weights)
+
+
 def _resolve(weights: str | Path, progress: bool, check_hash: bool) -> tuple[Path, WeightSpec | None]:
     """The verified local file ``weights`` names, and its manifest entry if it is a name."""
-    if isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights):
+    if _is_url(weights):
         return _remote(weights, progress, check_hash), None
-    path = Path(weights).expanduser()
-    if not (path.exists() or Path(str(path) + ".index").is_file()):
-        if isinstance(weights, Path):
-            raise WeightsError(f"no weights at {path}: the file does not exist")
-        spec = get_spec(weights)
-        return fetch_weights(spec.name, progress=progress, check_hash=check_hash), spec
-    return path, None
+    found = _local_or_spec(weights)
+    if isinstance(found, Path):
+        return found, None
+    return fetch_weights(found.name, progress=progress, check_hash=check_hash), found
 
 
 def load_state_dict(

@@ -233,6 +233,15 @@ def test_failed_write_leaves_nothing(converted, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_unwritable_output_folder_is_one_line(tf_v2_checkpoint, suffix, capsys):
+    # /proc takes no new files, even from root; torch.save and safetensors report it in their own types
+    assert main(["convert", str(tf_v2_checkpoint.directory), "-o", f"/proc/w{suffix}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"animegan2: error: cannot write /proc/w{suffix}: ") and err.count("\n") == 1
+    assert "writable" in err
+
+
 def test_cli_converts_and_reports(tf_v2_checkpoint, converted, tmp_path, capsys):
     out = tmp_path / "hayao.pt"
     assert main(["convert", str(tf_v2_checkpoint.directory), "-o", str(out)]) == 0
