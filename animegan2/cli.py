@@ -8,6 +8,7 @@ the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import logging
 import os
@@ -128,6 +129,9 @@ def _add_stylize(sub, common):
     p.add_argument("--x32", action="store_true", help="the published rule: sides < 256 -> 256, else floored to x32")
     p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    p.add_argument("--memory", choices=["normal", "low", "tiled"], default="normal",
+                   help="low: exact, layer by layer in bounded memory; tiled: approximate, blended tiles")  # fmt: skip
+    p.add_argument("--max-memory", default="2GB", help="peak memory --memory low stays under (default 2GB)")
     p.set_defaults(func=_run_stylize)
 
 
@@ -191,6 +195,8 @@ def _run_stylize(args) -> int:
         keep_color=args.keep_color,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        memory=args.memory,
+        max_memory=args.max_memory,
     )
     report = stylizer.stylize_files(
         jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
@@ -433,4 +439,99 @@ def _run_convert(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
               f"norm_eps={metadata['norm_eps']})")
+    return 0
+
+
+# --- data ---
+
+
+@subcommand
+def _add_data(sub, common):
+    p = sub.add_parser("data", parents=[common], help="prepare a training data set")
+    actions = p.add_subparsers(dest="data_action", required=True, metavar="ACTION")
+    s = actions.add_parser("smooth", parents=[common], help="edge-smooth anime frames (STYLE/style -> STYLE/smooth)")
+    s.add_argument("src", help="folder of anime frames")
+    s.add_argument("-o", "--output", required=True, help="output folder (same file names)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    s.set_defaults(func=_run_data_smooth)
+    r = actions.add_parser("prepare", parents=[common], help="resize/crop photos or video frames into a folder")
+    r.add_argument("src", help="folder of images, or a video file")
+    r.add_argument("-o", "--output", required=True, help="output folder")
+    r.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    r.add_argument("--fps", type=float, default=1.0, help="frames per second taken from a video (default 1)")
+    r.set_defaults(func=_run_data_prepare)
+    m = actions.add_parser("mean", parents=[common], help="print a style set's colour adjustment (B G R)")
+    m.add_argument("src", help="folder of anime frames (STYLE/style)")
+    m.set_defaults(func=_run_data_mean)
+
+
+def _report(report, quiet: bool) -> int:
+    if report.skipped or not quiet:
+        print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _run_data_smooth(args) -> int:
+    from .train import data
+
+    return _report(data.smooth_folder(args.src, args.output, workers=args.workers, progress=not args.quiet), args.quiet)
+
+
+def _run_data_prepare(args) -> int:
+    from .train import data
+
+    return _report(data.prepare(args.src, args.output, size=args.size, fps=args.fps, progress=not args.quiet), args.quiet)
+
+
+def _run_data_mean(args) -> int:
+    from .train import data
+
+    adjust, report = data.data_mean(args.src, progress=not args.quiet)
+    print(" ".join(f"{v:.4f}" for v in adjust))
+    return _report(report, True)
+
+
+# --- train ---
+
+
+@subcommand
+def _add_train(sub, common):
+    from .train.trainer import TrainConfig, config_types
+
+    p = sub.add_parser("train", parents=[common], help="train a style (AnimeGANv2 recipe); `train export` writes weights")
+    p.add_argument("--config", help="YAML/TOML file of settings (command-line options override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    types = config_types()
+    for f in dataclasses.fields(TrainConfig):
+        base, _ = types[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+        elif base is list:
+            p.add_argument(flag, type=float, nargs=3, default=None, help=f.metadata["help"])
+        else:
+            p.add_argument(flag, type=base, default=None, help=f.metadata["help"])
+    p.set_defaults(func=_run_train)
+    actions = p.add_subparsers(dest="train_action", metavar="[export]")
+    e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
+    e.add_argument("run", help="run folder (or its checkpoint.pt)")
+    e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    e.set_defaults(func=_run_train_export)
+
+
+def _run_train(args) -> int:
+    from .train import trainer
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.TrainConfig) if getattr(args, f.name) is not None}
+    cfg = trainer.resolve_config(args.config, args.resume, overrides)
+    out = trainer.train(cfg, resume=args.resume is not None, progress=not args.quiet)
+    if not args.quiet:
+        print(f"run saved in {out}; export it with: animegan2 train export {out} -o {cfg.style}.safetensors", file=sys.stderr)
+    return 0
+
+
+def _run_train_export(args) -> int:
+    from .train import trainer
+
+    print(trainer.export(args.run, args.output))
     return 0

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .errors import AnimeGANError, ConfigError, ImageError
+from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
 
 logger = logging.getLogger("animegan2")
@@ -167,6 +168,10 @@ class Stylizer:
         progress: show download and per-file progress bars.
         restore_size: return the output at the input's size (default); ``False`` keeps the
             working size chosen by ``size``/``max_pixels``/``x32``.
+        memory: ``"normal"`` (whole image in memory), ``"low"`` (exact, layer by layer in
+            strips, peak RSS under ``max_memory``; AnimeGANv2 models) or ``"tiled"``
+            (approximate: overlapping tiles blended, peak of one tile).
+        max_memory: the peak RSS ``"low"`` stays under, bytes or ``"2GB"`` (default 2GB).
 
     Images smaller than :data:`MIN_SIDE`, and, for the ``"tf"``/``"half_pixel"`` upsampling
     modes, sides that are not multiples of 4, are reflect-padded and cropped back, so every
@@ -189,11 +194,17 @@ class Stylizer:
         batch_size: int = 1,
         progress: bool = True,
         restore_size: bool = True,
+        memory: str = "normal",
+        max_memory: int | str | None = None,
     ) -> None:
         if size is not None and size < 1:
             raise ConfigError(f"size must be a positive number of pixels, got {size}")
         if max_pixels is not None and max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+        if memory not in MEMORY_MODES:
+            raise ConfigError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}")
+        self.memory = memory
+        self.max_memory = parse_memory(max_memory or DEFAULT_MAX_MEMORY)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
@@ -240,7 +251,13 @@ class Stylizer:
         outputs = []
         with torch.inference_mode(), autocast:
             for chunk in x.split(self.batch_size):
-                y = self.model(pad_reflect(chunk, ph - h, pw - w))
+                padded = pad_reflect(chunk, ph - h, pw - w)
+                if self.memory == "low":
+                    y = run_low_memory(self.model, padded, max_memory=self.max_memory, progress=self.progress)
+                elif self.memory == "tiled":
+                    y = run_tiled(self.model, padded, progress=self.progress)
+                else:
+                    y = self.model(padded)
                 outputs.append(y[..., :h, :w].float())
         return torch.cat(outputs)
 

@@ -35,8 +35,13 @@ from .model_v1 import GeneratorV1
 
 BUNDLED_MANIFEST = Path(__file__).with_name("weights_manifest.json")
 DEFAULT_WEIGHTS = "face_paint_512_v2"
-FORMATS = ("torch-state-dict", "tf1-checkpoint", "onnx")
-ARCHITECTURES = {"animeganv2": "AnimeGANv2", "animeganv1": "AnimeGAN v1", "animeganv3": "AnimeGANv3"}  # id -> display
+FORMATS = ("torch-state-dict", "tf1-checkpoint", "onnx", "numpy")  # numpy: the trainer's vgg19.npy
+ARCHITECTURES = {
+    "animeganv2": "AnimeGANv2",
+    "animeganv1": "AnimeGAN v1",
+    "animeganv3": "AnimeGANv3",
+    "vgg19": "VGG19 (training features, animegan2.train)",
+}  # id -> display
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".index", ".ckpt")  # a string ending so is a path
 _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.")  # torch.hub's name-<sha256 prefix>.ext convention
 

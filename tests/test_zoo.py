@@ -95,7 +95,7 @@ def test_bundled_manifest_has_the_published_entries():
     specs = zoo.load_manifest(zoo.BUNDLED_MANIFEST)
     assert set(specs) == {
         "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch",
-        "v1-hayao", "v3-hayao", "v3-shinkai",
+        "v1-hayao", "v3-hayao", "v3-shinkai", "vgg19",
     }
     assert zoo.get_spec("webtoon").name == "celeba_distill"
     fp2 = specs["face_paint_512_v2"].files[0]
