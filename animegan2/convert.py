@@ -12,6 +12,7 @@ only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from ._atomic import atomic_path
+from ._atomic import write_bytes_atomic
 from .download import file_digests
 from .errors import CheckpointError, ConfigError
 from .model import Generator
@@ -269,18 +270,20 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
         raise ConfigError(f"output {out} must end in .pt (plain state_dict) or .safetensors")
     if not out.parent.is_dir():
         raise ConfigError(f"output directory {out.parent} does not exist; create it first")
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    # Serialized in memory (8.6 MB), then written by us: torch.save and safetensors' save_file
+    # hide I/O errors in their own types, and save_file makes 0600 files.
+    if out.suffix == ".pt":
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        data = buffer.getvalue()
+    else:
+        from safetensors.torch import save
 
+        data = save(state, metadata=metadata)
     try:
-        with atomic_path(out) as tmp:
-            if out.suffix == ".pt":
-                torch.save(dict(state), tmp)
-            else:
-                save_file(state, str(tmp), metadata=metadata)
-    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap I/O errors
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise ConfigError(f"cannot write {out}: {detail}; check that its folder is writable and has room") from exc
+        write_bytes_atomic(out, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; check that its folder is writable and has room") from exc
     return out
 
 

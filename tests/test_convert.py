@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -240,6 +242,15 @@ def test_unwritable_output_folder_is_one_line(tf_v2_checkpoint, suffix, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"animegan2: error: cannot write /proc/w{suffix}: ") and err.count("\n") == 1
     assert "writable" in err
+
+
+def test_written_files_get_the_usual_permissions(converted, tmp_path):
+    old = os.umask(0o022)
+    try:
+        for name in ("w.pt", "w.safetensors"):
+            assert stat.S_IMODE(save_weights(*converted, tmp_path / name).stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_cli_converts_and_reports(tf_v2_checkpoint, converted, tmp_path, capsys):
