@@ -252,8 +252,8 @@ def _run_weights(args) -> int:
         for spec in specs:
             print(f"{spec.name}: {spec.license}")
     elif args.action == "download":
-        if not args.names and not args.all:
-            raise ConfigError("name the weights to download, or give --all")
+        if bool(args.names) == args.all:
+            raise ConfigError("name the weights to download, or give --all (not both)")
         for name in list(zoo.load_manifest()) if args.all else args.names:
             print(zoo.fetch_weights(name, progress=not args.quiet))
     elif args.action == "import":

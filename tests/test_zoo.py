@@ -484,6 +484,9 @@ def test_cli_list_download_all_and_path(server, manifest, weights_bytes, capsys)
     assert cli.main(["weights", "download", "--all", "-q"]) == 0
     assert server.gets("/other.pt") == [None] and server.gets("/tiny.pt") == [None]
     assert cli.main(["weights", "download", "nope"]) == 1
+    capsys.readouterr()
+    assert cli.main(["weights", "download", "tiny", "--all"]) == 1
+    assert capsys.readouterr().err == "animegan2: error: name the weights to download, or give --all (not both)\n"
 
 
 def test_output_piped_into_a_reader_that_stops_early_is_no_traceback():
