@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from .. import zoo
+from .._atomic import write_bytes_atomic
 from ..convert import save_weights
 from ..errors import CheckpointError, ConfigError, TrainingError, require
 from ..model import UPSAMPLE_MODES, Generator
@@ -255,7 +256,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def _save_torch(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    data.write_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -459,7 +460,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     log = None
     if master:
         (out / "samples").mkdir(parents=True, exist_ok=True)
-        data.write_atomic(out / CONFIG, require("yaml", "train").safe_dump(asdict(cfg), sort_keys=False).encode())
+        write_bytes_atomic(out / CONFIG, require("yaml", "train").safe_dump(asdict(cfg), sort_keys=False).encode())
         log = _Log(out)
 
     def save_checkpoint() -> None:
