@@ -9,6 +9,8 @@ This module depends on torch alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -283,18 +285,20 @@ class Generator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():
-            return self._forward_modules(x)
+            return self.forward_layers(x)
         return self._forward_fast(x)
 
-    def _forward_modules(self, x: Tensor) -> Tensor:
-        # The plain module-by-module path: autograd-safe (no in-place ops on saved tensors).
+    def forward_layers(self, x: Tensor, upsample: Callable[[Tensor, str, tuple[int, int]], Tensor] = upsample2x) -> Tensor:
+        """The plain module-by-module forward pass, what ``forward`` runs when autograd is on:
+        no in-place ops on saved tensors, so it trains and traces. ``upsample`` (with
+        :func:`upsample2x`'s signature) lets exporters swap in an export-friendly resize."""
         out = self.block_a(x)
         half_size = out.shape[-2:]
         out = self.block_b(out)
         out = self.block_c(out)
-        out = upsample2x(out, self.upsample, half_size)
+        out = upsample(out, self.upsample, half_size)
         out = self.block_d(out)
-        out = upsample2x(out, self.upsample, x.shape[-2:])
+        out = upsample(out, self.upsample, x.shape[-2:])
         out = self.block_e(out)
         return self.out_layer(out)
 
