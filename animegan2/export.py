@@ -17,6 +17,7 @@ ONNX Runtime is the ``onnx`` extra, imported only when used.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -203,17 +204,18 @@ def quantize_int8(onnx_model: bytes, calibration: Sequence[Tensor], path: str | 
     with tempfile.TemporaryDirectory(prefix="animegan2-int8-") as tmp:
         src, dst = Path(tmp) / "float32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(onnx_model)
-        quantize_static(
-            str(src), str(dst), _Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=[convs[0], convs[-1]],
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": 99.99},
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its calibration progress
+            quantize_static(
+                str(src), str(dst), _Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                nodes_to_exclude=[convs[0], convs[-1]],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": 99.99},
+            )
         data = dst.read_bytes()
     if path is not None:
         _write_atomic(path, data)

@@ -119,37 +119,21 @@ def _padded_buffer(like: Tensor, channels: int, size: tuple[int, int], pad: tupl
     return buf, buf[..., top : top + h, left : left + w]
 
 
-def _layer_moments(y: Tensor) -> tuple[Tensor, Tensor]:
-    # Per-sample mean and biased variance over (C, H, W), shaped (N, 1, 1, 1) in float64.
-    # torch.var_mean is a slow scalar Welford loop on CPU; batch norm's statistics kernel
-    # is a vectorised two-pass one: take per-channel moments and pool them exactly
-    # (equal counts: total var = mean of variances + variance of means).
-    moments = [torch.batch_norm_update_stats(y[i : i + 1], None, None, 0.0) for i in range(y.shape[0])]
-    means = torch.stack([m for m, _ in moments]).double()
-    variances = torch.stack([v for _, v in moments]).double()
-    mean = means.mean(1, keepdim=True)
-    var = variances.mean(1, keepdim=True) + (means - mean).square().mean(1, keepdim=True)
-    return mean.view(-1, 1, 1, 1), var.view(-1, 1, 1, 1)
-
-
 def _norm_act(y: Tensor, norm: nn.GroupNorm, pad: tuple[int, int, int, int], slope: float | None, residual: Tensor | None = None) -> Tensor:
-    # Layer norm (statistics over C, H, W per sample), then affine, residual and LeakyReLU
-    # written once, straight into the next layer's reflect-padded input.
-    mean, var = _layer_moments(y)
-    scale = norm.weight.view(1, -1, 1, 1) * (var + norm.eps).rsqrt().to(y.dtype)
-    shift = norm.bias.view(1, -1, 1, 1) - mean.to(y.dtype) * scale
-    if any(pad):
-        out, inner = _padded_buffer(y, y.shape[1], y.shape[-2:], pad)
-    else:
-        out = inner = y
-    torch.addcmul(shift, y, scale, out=inner)
+    # Layer norm (GroupNorm's own kernel: one-pass moments, fused affine), residual, then
+    # LeakyReLU written once, straight into the next layer's reflect-padded input.
+    out = F.group_norm(y, 1, norm.weight, norm.bias, norm.eps)
     if residual is not None:
-        inner.add_(residual)
-    if slope is not None:
-        F.leaky_relu_(inner, slope)
-    if any(pad):
-        _reflect_fill_(out, pad)
-    return out
+        out.add_(residual)
+    if not any(pad):
+        return out if slope is None else F.leaky_relu_(out, slope)
+    buf, inner = _padded_buffer(out, out.shape[1], out.shape[-2:], pad)
+    if slope is None:
+        inner.copy_(out)
+    else:
+        torch.ops.aten.leaky_relu.out(out, slope, out=inner)
+    _reflect_fill_(buf, pad)
+    return buf
 
 
 class ConvNormLReLU(nn.Sequential):
