@@ -100,7 +100,8 @@ def test_int8_runs_reports_its_precision_and_stays_close(weights, testdata):
     with pytest.raises(ConfigError, match="backend='onnxruntime'"):
         Stylizer(weights, device="cpu", progress=False, precision="int8")
     photo = testdata / "street.jpg"
-    s = Stylizer(weights, device="cpu", progress=False, backend="onnxruntime", precision="int8", calibration=[photo])
+    small = Image.open(photo).reduce(4)  # 320 x 168: one calibration crop, quick
+    s = Stylizer(weights, device="cpu", progress=False, backend="onnxruntime", precision="int8", calibration=[small])
     assert s.precision == "int8" and s.model.precision == "int8"
     x = torch.nn.functional.interpolate(to_tensor(load_image(photo).pixels), size=(84, 160), mode="area")
     with torch.inference_mode():
