@@ -8,6 +8,7 @@ the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import logging
 import sys
@@ -123,6 +124,9 @@ def _add_stylize(sub, common):
     p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
     _add_speed_options(p)
+    p.add_argument("--memory", choices=["normal", "low", "tiled"], default="normal",
+                   help="low: exact, layer by layer in bounded memory; tiled: approximate, blended tiles")  # fmt: skip
+    p.add_argument("--max-memory", default="2GB", help="peak memory --memory low stays under (default 2GB)")
     p.set_defaults(func=_run_stylize)
 
 
@@ -187,6 +191,8 @@ def _run_stylize(args) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         **_speed_kwargs(args, [src for src, _ in jobs if isinstance(src, Path)]),
+        memory=args.memory,
+        max_memory=args.max_memory,
     )
     _say_precision(stylizer, args.quiet)
     report = stylizer.stylize_files(
@@ -229,14 +235,19 @@ def _add_weights(sub, common):
 def _run_weights(args) -> int:
     from . import zoo
 
+    _show_notices(args.quiet, args.debug)
     if args.action == "list":
+        specs = zoo.load_manifest().values()
         rows = [("NAME", "STYLE", "SIZE", "FORMAT", "CACHED", "ALIASES")]
-        for spec in zoo.load_manifest().values():
+        for spec in specs:
             cached = "cached" if zoo.cached_weights(spec.name) else "-"
             rows.append((spec.name, spec.style, str(spec.size or "-"), spec.format, cached, ",".join(spec.aliases)))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("\nLICENCES")
+        for spec in specs:
+            print(f"{spec.name}: {spec.license}")
     elif args.action == "download":
         if not args.names and not args.all:
             raise ConfigError("name the weights to download, or give --all")
@@ -266,17 +277,31 @@ def _run_weights(args) -> int:
 def _add_serve(sub, common):
     p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_port, default=7860, help="TCP port, 1-65535 (default 7860)")
     p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
                    help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
-    p.add_argument("--max-video-seconds", type=float, default=15.0)
-    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
-    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=20.0)
+    p.add_argument("--max-pixels", type=_positive_int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=_positive_float, default=15.0)
+    p.add_argument("--concurrency", type=_positive_int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=_positive_int, default=16, help="requests waiting at most")
     p.set_defaults(func=_run_serve)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {text}")
+    return value
 
 
 def _run_serve(args) -> int:
@@ -377,6 +402,135 @@ def _run_video(args) -> int:
             f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
             file=sys.stderr,
         )
+    return 0
+
+
+# --- convert ---
+
+
+@subcommand
+def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert an original TensorFlow 1 checkpoint to .pt or .safetensors",
+        description="Convert an original TensorFlow 1 AnimeGAN generator checkpoint (no TensorFlow needed).",
+    )
+    p.add_argument("src", help="checkpoint directory, prefix (.../Hayao-64.ckpt) or its .index file")
+    p.add_argument("-o", "--output", help="output file: .pt (plain state_dict) or .safetensors (with metadata)")
+    p.add_argument("--list", action="store_true", help="list the checkpoint's tensors and exit")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint, describe, save_weights
+    from .errors import ConfigError
+
+    if args.list:
+        print(describe(args.src))
+        return 0
+    if not args.output:
+        raise ConfigError("convert needs an output file: -o OUT.safetensors (or OUT.pt), or --list")
+    state, metadata = convert_checkpoint(args.src)
+    out = save_weights(state, metadata, args.output)
+    if not args.quiet:
+        print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
+              f"norm_eps={metadata['norm_eps']})")
+    return 0
+
+
+# --- data ---
+
+
+@subcommand
+def _add_data(sub, common):
+    p = sub.add_parser("data", parents=[common], help="prepare a training data set")
+    actions = p.add_subparsers(dest="data_action", required=True, metavar="ACTION")
+    s = actions.add_parser("smooth", parents=[common], help="edge-smooth anime frames (STYLE/style -> STYLE/smooth)")
+    s.add_argument("src", help="folder of anime frames")
+    s.add_argument("-o", "--output", required=True, help="output folder (same file names)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    s.set_defaults(func=_run_data_smooth)
+    r = actions.add_parser("prepare", parents=[common], help="resize/crop photos or video frames into a folder")
+    r.add_argument("src", help="folder of images, or a video file")
+    r.add_argument("-o", "--output", required=True, help="output folder")
+    r.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    r.add_argument("--fps", type=float, default=1.0, help="frames per second taken from a video (default 1)")
+    r.set_defaults(func=_run_data_prepare)
+    m = actions.add_parser("mean", parents=[common], help="print a style set's colour adjustment (B G R)")
+    m.add_argument("src", help="folder of anime frames (STYLE/style)")
+    m.set_defaults(func=_run_data_mean)
+
+
+def _report(report, quiet: bool) -> int:
+    if report.skipped or not quiet:
+        print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _run_data_smooth(args) -> int:
+    from .train import data
+
+    return _report(data.smooth_folder(args.src, args.output, workers=args.workers, progress=not args.quiet), args.quiet)
+
+
+def _run_data_prepare(args) -> int:
+    from .train import data
+
+    return _report(data.prepare(args.src, args.output, size=args.size, fps=args.fps, progress=not args.quiet), args.quiet)
+
+
+def _run_data_mean(args) -> int:
+    from .train import data
+
+    adjust, report = data.data_mean(args.src, progress=not args.quiet)
+    print(" ".join(f"{v:.4f}" for v in adjust))
+    return _report(report, True)
+
+
+# --- train ---
+
+
+@subcommand
+def _add_train(sub, common):
+    from .train.trainer import TrainConfig, config_types
+
+    p = sub.add_parser("train", parents=[common], help="train a style (AnimeGANv2 recipe); `train export` writes weights")
+    p.add_argument("--config", help="YAML/TOML file of settings (command-line options override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    types = config_types()
+    for f in dataclasses.fields(TrainConfig):
+        base, _ = types[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+        elif base is list:
+            p.add_argument(flag, type=float, nargs=3, default=None, help=f.metadata["help"])
+        else:
+            p.add_argument(flag, type=base, default=None, help=f.metadata["help"])
+    p.set_defaults(func=_run_train)
+    actions = p.add_subparsers(dest="train_action", metavar="[export]")
+    e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
+    e.add_argument("run", help="run folder (or its checkpoint.pt)")
+    e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    e.set_defaults(func=_run_train_export)
+
+
+def _run_train(args) -> int:
+    from .train import trainer
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.TrainConfig) if getattr(args, f.name) is not None}
+    cfg = trainer.resolve_config(args.config, args.resume, overrides)
+    out = trainer.train(cfg, resume=args.resume is not None, progress=not args.quiet)
+    if not args.quiet:
+        print(f"run saved in {out}; export it with: animegan2 train export {out} -o {cfg.style}.safetensors", file=sys.stderr)
+    return 0
+
+
+def _run_train_export(args) -> int:
+    from .train import trainer
+
+    print(trainer.export(args.run, args.output))
     return 0
 
 

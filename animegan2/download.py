@@ -288,7 +288,7 @@ def _fetch_one(spec: FileSpec, part: Path, key: str, progress: bool, sources: Se
             failures.append(str(exc))
     detail = "; ".join(failures) or "no mirror listed"
     if checksum is not None:
-        raise ChecksumError(f"{checksum} [all sources: {detail}]")
+        raise ChecksumError(str(checksum) if len(failures) == 1 else f"{checksum} [all sources: {detail}]")
     raise DownloadError(f"could not download {spec.name}: {detail}")
 
 
@@ -333,7 +333,12 @@ def fetch(
     root = cache_dir()
     folder = inside(root, *key.split("/"))
     final = {spec.name: inside(folder, spec.name) for spec in files}
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
+        ) from exc
     with FileLock(str(folder) + ".lock"):
         missing = []
         for spec in files:
@@ -356,8 +361,14 @@ def fetch(
                 + (offline_hint or "Unset the variable to download it.")
             )
         parts = {spec.name: folder / (spec.name + ".part") for spec in missing}
-        for spec in missing:
-            _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
+        try:
+            for spec in missing:
+                _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
+        except WeightsError:
+            if sources:  # a failed import leaves nothing; a download keeps its partials to resume
+                for part in parts.values():
+                    part.unlink(missing_ok=True)
+            raise
         unpinned = [spec for spec in missing if not spec.has_digest] if pin_unknown else []
         if unpinned:
             if check is not None:

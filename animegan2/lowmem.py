@@ -18,6 +18,7 @@ Two modes:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import resource
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .model import resize_bilinear_tf
 
+MEMORY_MODES = ("normal", "low", "tiled")
 DEFAULT_MAX_MEMORY = "2GB"
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SLOPE = 0.2  # LeakyReLU slope of every activation (DESIGN.md 2.1)
@@ -59,6 +61,14 @@ def parse_memory(value: int | str) -> int:
     return size
 
 
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc keeps it otherwise, and RSS creeps up)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _current_rss() -> int:
     """Resident set size of this process now (peak so far where /proc is missing)."""
     try:
@@ -72,36 +82,24 @@ def _current_rss() -> int:
 
 
 class _Store:
-    """A (C, H, W) float32 map kept as rows (H, C, W) so a strip of rows is one contiguous
-    block, in RAM or in a file mapped strip by strip (only the strip is ever resident)."""
+    """A (C, H, W) float32 map in RAM or in a file that is mapped only while a strip of it is
+    read or written (so only that strip is ever resident)."""
 
     def __init__(self, shape: tuple[int, int, int], path: Path | None) -> None:
-        self.c, self.h, self.w = shape
-        self.nbytes = self.c * self.h * self.w * 4
+        self.shape = shape
+        self.nbytes = shape[0] * shape[1] * shape[2] * 4
         self.path = path
         if path is None:
-            self.array: np.ndarray | None = np.empty((self.h, self.c, self.w), np.float32)
+            self.array: np.ndarray | None = np.empty(shape, np.float32)
         else:
             self.array = None
             with open(path, "wb") as f:
                 f.truncate(self.nbytes)
 
-    def _rows(self, r0: int, r1: int) -> np.ndarray:
-        if self.array is not None:
-            return self.array[r0:r1]
-        return np.memmap(self.path, np.float32, "r+", r0 * self.c * self.w * 4, (r1 - r0, self.c, self.w))
-
-    def read(self, r0: int, r1: int) -> Tensor:
-        out = torch.empty(1, self.c, r1 - r0, self.w)
-        rows = self._rows(r0, r1)
-        out[0].copy_(torch.from_numpy(rows).permute(1, 0, 2))
-        del rows
-        return out
-
-    def write(self, r0: int, strip: Tensor) -> None:
-        rows = self._rows(r0, r0 + strip.shape[2])
-        torch.from_numpy(rows).copy_(strip[0].permute(1, 0, 2))
-        del rows
+    def rows(self, r0: int, r1: int) -> Tensor:
+        """A (1, C, r1 - r0, W) view of rows [r0, r1); drop it before the next call."""
+        array = self.array if self.array is not None else np.memmap(self.path, np.float32, "r+", shape=self.shape)
+        return torch.from_numpy(array[:, r0:r1])[None]
 
     def release(self) -> None:
         self.array = None
@@ -142,12 +140,12 @@ class _Normalized(_Source):
         residual: _Source | None = None,
     ) -> None:
         self.store, self.scale, self.shift, self.slope, self.residual = store, scale, shift, slope, residual
-        self.shape = (store.c, store.h, store.w)
+        self.shape = store.shape
 
     def rows(self, r0: int, r1: int) -> Tensor:
-        y = self.store.read(r0, r1)
-        if self.scale is not None:
-            y.mul_(self.scale).add_(self.shift)
+        raw = self.store.rows(r0, r1)
+        y = raw.clone() if self.scale is None else torch.addcmul(self.shift, raw, self.scale)
+        del raw
         if self.slope is not None:
             F.leaky_relu_(y, self.slope)
         if self.residual is not None:
@@ -190,12 +188,15 @@ class _Upsampled(_Source):
         self.shape = (c, out_h, out_w)
 
     def rows(self, r0: int, r1: int) -> Tensor:
-        lower, upper = self.lower[r0:r1], self.upper[r0:r1]
-        s0 = int(lower[0])
-        t = _resize_width(self.src.rows(s0, int(upper[-1]) + 1), self.mode, self.out_w)
-        top = t.index_select(2, lower - s0)
-        bottom = t.index_select(2, upper - s0)
-        return top.add_((bottom - top).mul_(self.lerp[r0:r1].view(1, 1, -1, 1)))
+        lower, upper, lerp = self.lower[r0:r1], self.upper[r0:r1], self.lerp[r0:r1]
+        s0, s1 = int(lower[0]), int(upper[-1]) + 1
+        # along H as a (rows out x rows in) matrix with two weights per row: gathering
+        # rows along H (index_select) is far slower on CPU than this small matmul
+        weights = torch.zeros(r1 - r0, s1 - s0)
+        out_rows = torch.arange(r1 - r0)
+        weights.index_put_((out_rows, lower - s0), 1 - lerp, accumulate=True)
+        weights.index_put_((out_rows, upper - s0), lerp, accumulate=True)
+        return _resize_width(torch.matmul(weights, self.src.rows(s0, s1)), self.mode, self.out_w)
 
 
 # --- the network as a list of convs ----------------------------------------------------
@@ -226,11 +227,6 @@ def _convs(block: nn.Module) -> list[_Conv]:
     return [_Conv(c, n, act=True) for c, n in zip(convs, norms)]
 
 
-def _reflect(index: Tensor, n: int) -> Tensor:
-    index = index.abs()
-    return torch.where(index >= n, 2 * (n - 1) - index, index)
-
-
 class _LowMemoryRun:
     """One sample through the network, layer by layer."""
 
@@ -243,7 +239,8 @@ class _LowMemoryRun:
         self.ram_left = float("inf")
         self.work = 256 * 2**20
         if budget is not None:
-            available = budget - _current_rss()
+            # 64 MiB for what the first convs load (oneDNN/BLAS code and caches) and allocator slack
+            available = budget - _current_rss() - 64 * 2**20
             self.work = int(min(max(available // 4, 16 * 2**20), 256 * 2**20))
             self.ram_left = available - 2 * self.work - out_bytes
         self.device = next(model.parameters()).device
@@ -283,29 +280,30 @@ class _LowMemoryRun:
         out_h = (h + top + bottom - k) // s + 1
         out_w = (w + left + right - k) // s + 1
         store = self._store((conv.out_channels, out_h, out_w))
-        count, mean, m2 = 0, 0.0, 0.0
+        count, total, total_sq = 0, 0.0, 0.0
         step = self._strip_rows(src.shape[0] * w * 4 * s, conv.out_channels * out_w * 4, out_h)
         for o0 in range(0, out_h, step):
             o1 = min(out_h, o0 + step)
-            index = _reflect(torch.arange(o0 * s - top, (o1 - 1) * s + k - top), h)
-            lo, hi = int(index.min()), int(index.max()) + 1
+            first, end = o0 * s - top, (o1 - 1) * s + k - top  # input rows needed, padding included
+            lo, hi = max(first, 0), min(end, h)
             x = src.rows(lo, hi)
-            if hi - lo != len(index) or int(index[0]) != lo:
-                x = x.index_select(2, index - lo)
-            if left or right:
-                x = F.pad(x, (left, right, 0, 0), mode="reflect")
+            if left or right or lo != first or hi != end:  # reflect at the true image borders only
+                x = F.pad(x, (left, right, lo - first, end - hi), mode="reflect")
             y = F.conv2d(x.to(self.device), conv.weight, conv.bias, s, 0, 1, conv.groups).cpu()
             del x
-            var, avg = torch.var_mean(y, correction=0)
-            n = y.numel()
-            delta = float(avg) - mean
-            total = count + n
-            mean += delta * n / total
-            m2 += float(var) * n + delta * delta * count * n / total
-            count = total
-            store.write(o0, y)
+            # per-strip moments from the fast, accurate group-norm kernel; the sums in float64
+            _, avg, rstd = torch.native_group_norm(y, None, None, 1, y.shape[1], y[0, 0].numel(), 1, 0.0)
+            n, avg, var = y.numel(), float(avg), float(rstd) ** -2
+            total += n * avg
+            total_sq += n * (var + avg * avg)
+            count += n
+            view = store.rows(o0, o1)
+            view.copy_(y)
+            del view, y
+            _trim_heap()
         norm = layer.norm
-        scale = norm.weight.detach().double().cpu() / np.sqrt(m2 / count + norm.eps)
+        mean = total / count
+        scale = norm.weight.detach().double().cpu() / np.sqrt(max(total_sq / count - mean * mean, 0.0) + norm.eps)
         shift = norm.bias.detach().double().cpu() - mean * scale
         return _Normalized(
             store, scale.float().view(1, -1, 1, 1), shift.float().view(1, -1, 1, 1),
@@ -317,7 +315,10 @@ class _LowMemoryRun:
         c, h, w = src.shape
         step = self.tile_rows or max(1, self.work // (3 * c * w * 4))
         for r0 in range(0, h, step):
-            src.store.write(r0, src.rows(r0, min(h, r0 + step)))
+            y = src.rows(r0, min(h, r0 + step))
+            view = src.store.rows(r0, min(h, r0 + step))
+            view.copy_(y)
+            del view
         return _Normalized(src.store)
 
     def block(self, block: nn.Module, src: _Source) -> _Source:
@@ -369,8 +370,11 @@ class _LowMemoryRun:
         return out
 
 
+_V2_PARTS = ("block_a", "block_b", "block_c", "block_d", "block_e", "out_layer", "upsample")
+
+
 def _n_passes(model: nn.Module) -> int:
-    return sum(len(_convs(getattr(model, name))) for name in ("block_a", "block_b", "block_c", "block_d", "block_e")) + 1
+    return sum(len(_convs(getattr(model, name))) for name in _V2_PARTS[:5]) + 1
 
 
 def run_low_memory(
@@ -404,6 +408,10 @@ def run_low_memory(
     >>> (run_low_memory(g, x, tile_rows=8) - g(x)).abs().max().item() < 1e-4
     True
     """
+    if not all(hasattr(model, name) for name in _V2_PARTS):
+        raise ConfigError(
+            f"memory='low' runs AnimeGANv2 generators only, not {type(model).__name__}; use memory='tiled' for it"
+        )
     budget = None if max_memory is None else parse_memory(max_memory)
     outputs = []
     with torch.inference_mode(), contextlib.ExitStack() as stack:
@@ -412,3 +420,62 @@ def run_low_memory(
             run = _LowMemoryRun(model, budget, sample.numel() * 4, tile_rows, tmp_dir, stack, bar)
             outputs.append(run.forward(sample[None].float().cpu()))
     return torch.cat(outputs)
+
+
+def _tile_starts(n: int, tile: int, step: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    starts = list(range(0, n - tile, step))
+    return starts + [n - tile]
+
+
+def _feather(n: int, start: int, size: int, overlap: int) -> Tensor:
+    """Blend weights along one axis of a tile: ramps up/down over ``overlap`` at inner edges."""
+    weight = torch.ones(size)
+    ramp = (torch.arange(overlap) + 0.5) / overlap
+    if start > 0:
+        weight[:overlap] = ramp
+    if start + size < n:
+        weight[size - overlap:] = ramp.flip(0)
+    return weight
+
+
+def run_tiled(
+    model: nn.Module, x: Tensor, *, tile: int = 512, overlap: int = 64, progress: bool = False
+) -> Tensor:
+    """An approximation of ``model(x)`` from overlapping ``tile`` x ``tile`` tiles run
+    independently (each normalised with its own statistics) and blended with linear
+    feathering over ``overlap`` pixels. Peak memory is that of one tile.
+
+    The output has ``model(x)``'s size; an image no larger than one tile gives ``model(x)``.
+
+    >>> from animegan2.model import Generator
+    >>> g = Generator().eval()
+    >>> run_tiled(g, torch.zeros(1, 3, 300, 200), tile=128, overlap=32).shape
+    torch.Size([1, 3, 300, 200])
+    """
+    if tile % 4 or overlap % 4 or not 0 < overlap < tile:
+        raise ConfigError(f"tile ({tile}) and overlap ({overlap}) must be multiples of 4 with 0 < overlap < tile")
+    _, _, in_h, in_w = x.shape
+    h, w = in_h, in_w
+    if getattr(model, "upsample", "align_corners") != "align_corners":  # output: top-left 4*floor(n/4) pixels
+        h, w = 4 * (h // 4), 4 * (w // 4)
+    device = next(model.parameters()).device
+    rows, cols = _tile_starts(h, tile, tile - overlap), _tile_starts(w, tile, tile - overlap)
+    out = torch.zeros(x.shape[0], 3, h, w)
+    total = torch.zeros(1, 1, h, w)
+    with torch.inference_mode(), tqdm(total=len(rows) * len(cols), desc="tiles", disable=not progress) as bar:
+        for top in rows:
+            th = min(tile, h)
+            wy = _feather(h, top, th, overlap).view(-1, 1)
+            for left in cols:
+                tw = min(tile, w)
+                weight = wy * _feather(w, left, tw, overlap)
+                # tiles at the bottom/right edge take the input up to its true edge, as model(x) does
+                bottom = in_h if top + th == h else top + th
+                right = in_w if left + tw == w else left + tw
+                y = model(x[:, :, top:bottom, left:right].to(device, torch.float32))
+                out[:, :, top:top + th, left:left + tw] += y.cpu() * weight
+                total[:, :, top:top + th, left:left + tw] += weight
+                bar.update()
+    return out.div_(total)

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .errors import AnimeGANError, ConfigError, ImageError
+from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
 
 logger = logging.getLogger("animegan2")
@@ -144,6 +145,7 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed."""
         return not self.failed
 
 
@@ -172,6 +174,10 @@ class Stylizer:
         precision: ``"float32"`` or ``"int8"`` (ONNX Runtime only: static int8 quantization,
             calibrated on ``calibration`` photos, else on the first batch stylized).
         calibration: photos (paths, arrays, PIL images) to calibrate int8 on.
+        memory: ``"normal"`` (whole image in memory), ``"low"`` (exact, layer by layer in
+            strips, peak RSS under ``max_memory``; AnimeGANv2 models) or ``"tiled"``
+            (approximate: overlapping tiles blended, peak of one tile).
+        max_memory: the peak RSS ``"low"`` stays under, bytes or ``"2GB"`` (default 2GB).
 
     Images smaller than :data:`MIN_SIDE`, and, for the ``"tf"``/``"half_pixel"`` upsampling
     modes, sides that are not multiples of 4, are reflect-padded and cropped back, so every
@@ -197,11 +203,17 @@ class Stylizer:
         backend: str = "torch",
         precision: str = "float32",
         calibration: Iterable | None = None,
+        memory: str = "normal",
+        max_memory: int | str | None = None,
     ) -> None:
         if size is not None and size < 1:
             raise ConfigError(f"size must be a positive number of pixels, got {size}")
         if max_pixels is not None and max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+        if memory not in MEMORY_MODES:
+            raise ConfigError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}")
+        self.memory = memory
+        self.max_memory = parse_memory(max_memory or DEFAULT_MAX_MEMORY)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
@@ -216,6 +228,8 @@ class Stylizer:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if precision != "float32" and backend != "onnxruntime":
             raise ConfigError(f"precision {precision!r} runs on ONNX Runtime: pass backend='onnxruntime' (--backend onnxruntime)")
+        if backend == "onnxruntime" and memory != "normal":
+            raise ConfigError(f"memory={memory!r} runs the PyTorch model layer by layer: use backend='torch' with it")
         if backend == "onnxruntime":
             from .export import OnnxRuntimeModel
 
@@ -257,7 +271,13 @@ class Stylizer:
         outputs = []
         with torch.inference_mode(), autocast:
             for chunk in x.split(self.batch_size):
-                y = self.model(pad_reflect(chunk, ph - h, pw - w))
+                padded = pad_reflect(chunk, ph - h, pw - w)
+                if self.memory == "low":
+                    y = run_low_memory(self.model, padded, max_memory=self.max_memory, progress=self.progress)
+                elif self.memory == "tiled":
+                    y = run_tiled(self.model, padded, progress=self.progress)
+                else:
+                    y = self.model(padded)
                 outputs.append(y[..., :h, :w].float())
         return torch.cat(outputs)
 
@@ -305,13 +325,17 @@ class Stylizer:
                 out = from_tensor(self._stylize_batch(to_tensor(pixels, device=self.device), label), pixels.dtype)
                 for i, y in zip(chunk, out):
                     alpha = split[i][1]
-                    results[i] = y if alpha is None else np.dstack([y, alpha])
+                    results[i] = y if alpha is None else np.dstack([y, _resize_array(alpha, y.shape[:2])])
         return results  # type: ignore[return-value]
 
     def stylize_decoded(self, images: Sequence[DecodedImage], labels: Sequence[str] | None = None) -> list[DecodedImage]:
         """Stylize decoded files, keeping alpha, bit depth, ICC profile and EXIF."""
-        outputs = self.stylize_arrays([image.pixels for image in images], labels)
-        return [DecodedImage(out, im.alpha, im.icc_profile, im.exif, im.format) for im, out in zip(images, outputs)]
+        arrays = [im.pixels if im.alpha is None else np.dstack([im.pixels, im.alpha]) for im in images]
+        outputs = self.stylize_arrays(arrays, labels)
+        return [
+            DecodedImage(out[..., :3], None if im.alpha is None else out[..., 3], im.icc_profile, im.exif, im.format)
+            for im, out in zip(images, outputs)
+        ]
 
     def stylize(self, image: Image.Image | np.ndarray | Tensor) -> Image.Image | np.ndarray | Tensor:
         """Stylize one image and return the same kind at the input's size.
@@ -345,7 +369,7 @@ class Stylizer:
         destination is skipped with ``skip_existing``, replaced with ``overwrite``, and is a
         failure otherwise. Every output is written atomically. Returns a :class:`BatchReport`.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         jobs = list(jobs)
         report = BatchReport()
@@ -375,15 +399,14 @@ class Stylizer:
 
     def _stylize_and_save(self, items, report: BatchReport, bar, format: str | None, side_by_side: bool) -> None:
         try:
-            pixels = self.stylize_arrays([image.pixels for _, _, image in items], [source_name(src) for src, _, _ in items])
+            results = self.stylize_decoded([image for _, _, image in items], [source_name(src) for src, _, _ in items])
         except Exception as exc:  # noqa: BLE001
             for src, _, _ in items:
                 report.failed.append((source_name(src), _reason(exc), exc))
                 bar.update()
             return
-        for (src, dst, image), out in zip(items, pixels):
+        for (src, dst, image), result in zip(items, results):
             try:
-                result = DecodedImage(out, image.alpha, image.icc_profile, image.exif, image.format)
                 if side_by_side:
                     result = _side_by_side(image, result)
                 save_image(result, dst, format=format)
@@ -393,11 +416,22 @@ class Stylizer:
             bar.update()
 
 
+def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize H x W (x C) pixels of any supported dtype to ``size`` (bicubic, antialiased)."""
+    if array.shape[:2] == tuple(size):
+        return array
+    x = torch.from_numpy(array.reshape(*array.shape[:2], -1).astype(np.float32)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)[0].permute(1, 2, 0)
+    if np.issubdtype(array.dtype, np.integer):
+        y = y.round().clamp(0, np.iinfo(array.dtype).max)
+    return y.numpy().astype(array.dtype).reshape(*size, *array.shape[2:])
+
+
 def _side_by_side(before: DecodedImage, after: DecodedImage) -> DecodedImage:
-    alpha = None
-    if before.alpha is not None:
-        alpha = np.hstack([before.alpha, after.alpha])
-    return DecodedImage(np.hstack([before.pixels, after.pixels]), alpha, after.icc_profile, after.exif, after.format)
+    size = after.pixels.shape[:2]
+    pixels = np.hstack([_resize_array(before.pixels, size), after.pixels])
+    alpha = None if before.alpha is None else np.hstack([_resize_array(before.alpha, size), after.alpha])
+    return DecodedImage(pixels, alpha, after.icc_profile, after.exif, after.format)
 
 
 def find_images(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:

@@ -2,8 +2,10 @@
 
 ``weights`` may be a manifest name or alias (``"face_paint_512_v2"``, ``"webtoon"``), a local
 file (``.pt``/``.pth``/``.safetensors``), a TF1 checkpoint (folder, prefix or ``.index``;
-converted on the fly), an ``https://`` URL or ``hf://owner/repo/file``. Every one ends in
-:func:`load_state_dict`; :func:`load_generator` builds the model from it.
+converted on the fly), an AnimeGANv3 ``.onnx`` file, an ``https://`` URL or
+``hf://owner/repo/file``. Every one resolves to a verified local file; :func:`load_generator`
+builds the model its architecture needs (:func:`build_model`; ONNX files become an
+:class:`~animegan2.onnx_v3.OnnxGeneratorV3`).
 
 The manifest (``animegan2/weights_manifest.json``, or ``$ANIMEGAN2_MANIFEST``) is data: one
 entry per named weight with its files, mirrors, sizes, digests, upsampling mode, epsilon,
@@ -27,22 +29,31 @@ from torch import Tensor, nn
 
 from . import download
 from .download import FileSpec
-from .errors import ManifestError, WeightsError
+from .errors import ConfigError, ManifestError, WeightsError
 from .model import UPSAMPLE_MODES, Generator
+from .model_v1 import GeneratorV1
 
 BUNDLED_MANIFEST = Path(__file__).with_name("weights_manifest.json")
 DEFAULT_WEIGHTS = "face_paint_512_v2"
-FORMATS = ("torch-state-dict", "tf1-checkpoint")
+FORMATS = ("torch-state-dict", "tf1-checkpoint", "onnx", "numpy")  # numpy: the trainer's vgg19.npy
+ARCHITECTURES = {
+    "animeganv2": "AnimeGANv2",
+    "animeganv1": "AnimeGAN v1",
+    "animeganv3": "AnimeGANv3",
+    "vgg19": "VGG19 (training features, animegan2.train)",
+}  # id -> display
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".index", ".ckpt")  # a string ending so is a path
 _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.")  # torch.hub's name-<sha256 prefix>.ext convention
 
 
 @dataclass(frozen=True)
 class WeightsMeta:
-    """What a weight file needs besides its tensors to be run correctly."""
+    """What a weight file needs besides its tensors to be run correctly. ``upsample`` and
+    ``norm_eps`` are None where the architecture fixes them (AnimeGAN v1, v3)."""
 
     architecture: str = "animeganv2"
-    upsample: str = "align_corners"
-    norm_eps: float = 1e-5
+    upsample: str | None = "align_corners"
+    norm_eps: float | None = 1e-5
     size: int | None = None
     style: str | None = None
     name: str | None = None
@@ -58,8 +69,8 @@ class WeightSpec:
     description: str
     format: str
     architecture: str
-    upsample: str
-    norm_eps: float
+    upsample: str | None
+    norm_eps: float | None
     size: int | None
     style: str
     source: str
@@ -86,7 +97,8 @@ _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     "license": (str,),
     "files": (list,),
 }
-_ENTRY_REQUIRED = ("description", "format", "upsample", "norm_eps", "style", "source", "license", "files")
+_ENTRY_REQUIRED = ("description", "format", "style", "source", "license", "files")
+_V2_NUMERICS = ("upsample", "norm_eps")  # required for animeganv2, fixed by the other architectures
 _FILE_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "urls": (list,),
@@ -150,7 +162,17 @@ def _parse_entry(where: str, name: str, raw: Any) -> WeightSpec:
     _check_fields(where, raw, _ENTRY_FIELDS, _ENTRY_REQUIRED)
     if raw["format"] not in FORMATS:
         raise ManifestError(f"{where}, field 'format': {raw['format']!r} is not one of {FORMATS}")
-    if raw["upsample"] not in UPSAMPLE_MODES:
+    architecture = raw.get("architecture", "animeganv2")
+    if architecture not in ARCHITECTURES:
+        raise ManifestError(f"{where}, field 'architecture': {architecture!r} is not one of {tuple(ARCHITECTURES)}")
+    if (raw["format"] == "onnx") != (architecture == "animeganv3"):
+        raise ManifestError(f"{where}, field 'format': animeganv3 weights are 'onnx' files, and only they are")
+    for key in _V2_NUMERICS:
+        if architecture == "animeganv2" and key not in raw:
+            raise ManifestError(f"{where}, field {key!r}: missing")
+        if architecture != "animeganv2" and key in raw:
+            raise ManifestError(f"{where}, field {key!r}: {architecture} fixes it; remove the field")
+    if "upsample" in raw and raw["upsample"] not in UPSAMPLE_MODES:
         raise ManifestError(f"{where}, field 'upsample': {raw['upsample']!r} is not one of {UPSAMPLE_MODES}")
     if not raw["files"]:
         raise ManifestError(f"{where}, field 'files': empty")
@@ -159,14 +181,16 @@ def _parse_entry(where: str, name: str, raw: Any) -> WeightSpec:
         raise ManifestError(f"{where}, field 'files': two files share a name")
     if raw["format"] == "tf1-checkpoint" and sum(f.name.endswith(".index") for f in files) != 1:
         raise ManifestError(f"{where}, field 'files': a tf1-checkpoint needs exactly one '.index' file")
+    if raw["format"] == "onnx" and (len(files) != 1 or not files[0].name.endswith(".onnx")):
+        raise ManifestError(f"{where}, field 'files': an onnx entry is exactly one '.onnx' file")
     return WeightSpec(
         name=name,
         aliases=tuple(raw.get("aliases", ())),
         description=raw["description"],
         format=raw["format"],
-        architecture=raw.get("architecture", "animeganv2"),
-        upsample=raw["upsample"],
-        norm_eps=float(raw["norm_eps"]),
+        architecture=architecture,
+        upsample=raw.get("upsample"),
+        norm_eps=float(raw["norm_eps"]) if "norm_eps" in raw else None,
         size=raw.get("size"),
         style=raw["style"],
         source=raw["source"],
@@ -239,8 +263,21 @@ def _tf_check(prefix: str):
     return check
 
 
+def _onnx_check(name: str):
+    def check(folder: Path) -> None:
+        from .onnx_v3 import OnnxGeneratorV3
+
+        OnnxGeneratorV3(folder / name)
+
+    return check
+
+
 def _fetch_files(spec: WeightSpec, progress: bool, check_hash: bool, sources: dict[str, Path] | None = None) -> dict[str, Path]:
-    check = _tf_check(_tf_prefix(spec)) if spec.format == "tf1-checkpoint" else None
+    check = None
+    if spec.format == "tf1-checkpoint":
+        check = _tf_check(_tf_prefix(spec))
+    elif spec.format == "onnx":
+        check = _onnx_check(spec.files[0].name)
     return download.fetch(
         spec.name, spec.files, progress=progress, check_hash=check_hash, check=check, sources=sources,
         offline_hint=_import_hint(spec),
@@ -273,13 +310,18 @@ def _convert_cached(spec: WeightSpec, paths: dict[str, Path]) -> Path:
 
 def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) -> Path:
     """Download (or find in the cache) and verify the manifest entry ``name``; return the
-    file to load: the ``.pt`` itself, or the converted ``.safetensors`` of a TF1 checkpoint.
+    file to load: the ``.pt`` or ``.onnx`` itself, or the converted ``.safetensors`` of a TF1
+    checkpoint. The entry's licence note is logged (a notice in the CLI) when its files are
+    first downloaded.
 
     >>> fetch_weights("face_paint_512_v2")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/animegan2/face_paint_512_v2/face_paint_512_v2.pt')
     """
     spec = get_spec(name)
+    fresh = not all((download.cache_dir() / spec.name / f.name).exists() for f in spec.files)
     paths = _fetch_files(spec, progress, check_hash)
+    if fresh:
+        download.log.warning("licence note for %s: %s", spec.name, spec.license)
     if spec.format == "tf1-checkpoint":
         return _convert_cached(spec, paths)
     return paths[spec.files[0].name]
@@ -348,20 +390,31 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"cannot read {path} as safetensors: {exc}") from exc
+        v2 = raw.get("architecture", "animeganv2") == "animeganv2"
         meta = WeightsMeta(
             architecture=raw.get("architecture", "animeganv2"),
-            upsample=raw.get("upsample", "align_corners"),
-            norm_eps=float(raw.get("norm_eps", 1e-5)),
+            upsample=raw.get("upsample", "align_corners") if v2 else None,
+            norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
             size=int(raw["size"]) if raw.get("size") else None,
             style=raw.get("style"),
             name=path.stem,
         )
         return state, meta
+    if path.suffix == ".onnx":
+        raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")
+    if path.is_dir() and not _is_tf_checkpoint(path):
+        raise WeightsError(f"{path} is a folder without a TF1 checkpoint (no 'checkpoint' or .index file): give a weights file")
     if _is_tf_checkpoint(path):
         from .convert import convert_checkpoint
 
-        state, _ = convert_checkpoint(path)
-        return state, WeightsMeta(upsample="tf", norm_eps=1e-12, name=path.name)
+        state, metadata = convert_checkpoint(path)
+        v2 = metadata["architecture"] == "animeganv2"
+        return state, WeightsMeta(
+            architecture=metadata["architecture"],
+            upsample=metadata["upsample"] if v2 else None,
+            norm_eps=float(metadata["norm_eps"]) if v2 else None,
+            name=path.name,
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -370,10 +423,15 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
             f"could run code ({str(exc).splitlines()[0]}). Only plain state_dicts are loaded; "
             "re-save it as one (torch.save(model.state_dict(), ...)) from a trusted environment"
         ) from exc
-    except Exception as exc:
-        raise WeightsError(f"cannot load {path} as a PyTorch weights file: {exc}") from exc
+    except Exception as exc:  # torch.load fails on foreign bytes with EOFError, KeyError, RuntimeError, ...
+        detail = str(exc).splitlines()[0] if isinstance(exc, (OSError, RuntimeError)) else "not a torch.save file"
+        raise WeightsError(
+            f"cannot load {path}: {detail}; give a .pt/.pth state_dict, a .safetensors file or a TF1 checkpoint"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state_dict of tensors (found {type(state).__name__})")
+    if "b1.0.1.weight" in state:  # a plain state_dict says nothing else about its architecture
+        return state, WeightsMeta(architecture="animeganv1", upsample=None, norm_eps=None, name=path.stem)
     return state, WeightsMeta(name=path.stem)
 
 
@@ -396,6 +454,40 @@ def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     return download.fetch(key, [spec], progress=progress, check_hash=check_hash, pin_unknown=False)[name]
 
 
+def _is_url(weights: str | Path) -> bool:
+    return isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights) is not None
+
+
+def _local_or_spec(weights: str | Path) -> Path | WeightSpec:
+    """The existing local file ``weights`` names, or its manifest entry; no network."""
+    path = Path(weights).expanduser()
+    if path.exists() or Path(str(path) + ".index").is_file():
+        return path
+    if isinstance(weights, Path) or "/" in weights or os.sep in weights or path.suffix in _WEIGHT_SUFFIXES:
+        raise WeightsError(f"no weights named {str(weights)!r}: the file {path} does not exist")
+    return get_spec(weights)
+
+
+def check_weights(weights: str | Path) -> None:
+    """Raise :class:`WeightsError` at once if ``weights`` is neither an existing local file nor
+    a manifest name or alias; touches no network (URLs are checked when they are fetched).
+
+    >>> check_weights("webtoon")
+    """
+    if not _is_url(weights):
+        _local_or_spec(weights)
+
+
+def _resolve(weights: str | Path, progress: bool, check_hash: bool) -> tuple[Path, WeightSpec | None]:
+    """The verified local file ``weights`` names, and its manifest entry if it is a name."""
+    if _is_url(weights):
+        return _remote(weights, progress, check_hash), None
+    found = _local_or_spec(weights)
+    if isinstance(found, Path):
+        return found, None
+    return fetch_weights(found.name, progress=progress, check_hash=check_hash), found
+
+
 def load_state_dict(
     weights: str | Path, *, progress: bool = True, check_hash: bool = True
 ) -> tuple[dict[str, Tensor], WeightsMeta]:
@@ -410,16 +502,34 @@ def load_state_dict(
     >>> meta.upsample, meta.norm_eps, meta.size
     ('align_corners', 1e-05, 512)
     """
-    if isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights):
-        return _load_file(_remote(weights, progress, check_hash))
-    path = Path(weights).expanduser()
-    if not (path.exists() or Path(str(path) + ".index").is_file()):
-        if isinstance(weights, Path):
-            raise WeightsError(f"no weights at {path}: the file does not exist")
-        spec = get_spec(weights)
-        state, _ = _load_file(fetch_weights(spec.name, progress=progress, check_hash=check_hash))
-        return state, spec.meta
-    return _load_file(path)
+    path, spec = _resolve(weights, progress, check_hash)
+    state, meta = _load_file(path)
+    return state, spec.meta if spec else meta
+
+
+def build_model(meta: WeightsMeta, *, upsample: str | None = None, norm_eps: float | None = None) -> nn.Module:
+    """An untrained generator of ``meta.architecture`` (``animeganv2`` or ``animeganv1``) set up
+    as ``meta`` says, ``upsample``/``norm_eps`` overriding it (v2 only: v1 fixes both).
+
+    >>> build_model(WeightsMeta(architecture="animeganv1")).upsample
+    'tf'
+    """
+    if meta.architecture == "animeganv2":
+        return Generator(
+            upsample=upsample or meta.upsample or "align_corners",
+            norm_eps=norm_eps if norm_eps is not None else meta.norm_eps or 1e-5,
+        )
+    if meta.architecture == "animeganv1":
+        if upsample not in (None, "tf") or norm_eps is not None:
+            raise ConfigError(
+                "AnimeGAN v1 weights run with TF1 bilinear upsampling and their own norm epsilons only: "
+                "drop upsample/norm_eps"
+            )
+        return GeneratorV1()
+    raise WeightsError(
+        f"weights of architecture {meta.architecture!r} cannot be built here (known: {', '.join(ARCHITECTURES)}; "
+        "animeganv3 comes as an .onnx file)"
+    )
 
 
 def load_generator(
@@ -433,18 +543,25 @@ def load_generator(
 ) -> nn.Module:
     """Build the generator for ``weights`` with its metadata's upsampling and epsilon (unless
     overridden), load the tensors strictly, and return it in eval mode on ``device``.
+    AnimeGANv3 ``.onnx`` files give an :class:`~animegan2.onnx_v3.OnnxGeneratorV3` (same call
+    convention, run by ONNX Runtime on ``device``).
 
     >>> g = load_generator("face_paint_512_v2")  # doctest: +SKIP
     >>> g.upsample, g.norm_eps
     ('align_corners', 1e-05)
     """
-    state, meta = load_state_dict(weights, progress=progress, check_hash=check_hash)
-    model = Generator(
-        upsample=upsample or meta.upsample,
-        norm_eps=norm_eps if norm_eps is not None else meta.norm_eps,
-    )
+    path, spec = _resolve(weights, progress, check_hash)
+    if path.suffix == ".onnx":
+        if upsample is not None or norm_eps is not None:
+            raise ConfigError("AnimeGANv3 ONNX models fix their own upsampling and norms: drop upsample/norm_eps")
+        from .onnx_v3 import OnnxGeneratorV3
+
+        return OnnxGeneratorV3(path, device=device).eval()
+    state, meta = _load_file(path)
+    meta = spec.meta if spec else meta
+    model = build_model(meta, upsample=upsample, norm_eps=norm_eps)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise WeightsError(f"{weights} is not an AnimeGANv2 generator state_dict: {exc}") from exc
+        raise WeightsError(f"{weights} is not an {ARCHITECTURES[meta.architecture]} generator state_dict: {exc}") from exc
     return model.to(device).eval()

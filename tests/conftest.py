@@ -49,3 +49,14 @@ def tf_sharded_checkpoint(tf_v2_checkpoint, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("tf_sharded") / "Hayao-64.ckpt"
     write_sharded(tf_v2_checkpoint.prefix, prefix)
     return prefix
+
+
+@pytest.fixture(scope="session")
+def tf_v1_checkpoint(tmp_path_factory):
+    """An AnimeGAN v1 generator checkpoint saved by TensorFlow's own Saver in the published layout
+    (``.directory`` = ``generator_Hayao_weight/``, ``.prefix`` = ``.../Hayao-60.ckpt``) with TF's
+    outputs ``.outputs[(h, w)] = (x, y)`` (NHWC) for ``tests/tf_reference_v1.SIZES``.
+    Built once per session from ``tests/tf_reference_v1.py``; do not modify its files."""
+    from tests.tf_reference_v1 import build_v1_checkpoint
+
+    return build_v1_checkpoint(tmp_path_factory.mktemp("tf_v1"))

@@ -57,7 +57,7 @@ def _files(folder):
 
 def test_mixed_folder_never_stops_and_reports_each_failure(mixed, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["stylize", str(mixed), "-o", str(out), "--weights", weights, "--device", "cpu", "-r", "--suffix", "_a"])
+    status = main(["stylize", str(mixed), "-o", str(out), "--weights", weights, "--device", "cpu", "-r", "--suffix", "_a", "--batch-size", "3"])
     err = capsys.readouterr().err
     assert status == 1 and "Traceback" not in err
     failures = [line for line in err.splitlines() if line.startswith("animegan2: failed: ")]
@@ -132,16 +132,51 @@ def test_errors_before_any_file_are_one_line(tmp_path, capsys):
     assert err.startswith("animegan2: error: no weights named") and err.count("\n") == 1
 
 
-def test_scene_photos_through_the_cli_and_stdin_stdout(testdata, weights, tmp_path):
-    run = [sys.executable, "-m", "animegan2", "stylize"]
+def test_debug_shows_the_traceback_of_each_failure(weights, tmp_path, capsys):
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert main(["stylize", str(tmp_path / "empty.png"), "-o", str(tmp_path / "o"), "--weights", weights, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "animegan2.errors.ImageError" in err
+
+
+def test_scene_photos_through_the_cli(testdata, weights, tmp_path):
     photos = [str(testdata / "street.jpg"), str(testdata / "alley.jpg")]
-    done = subprocess.run(run + photos + ["-o", str(tmp_path), "--weights", weights, "--size", "256", "--device", "cpu", "--keep-color"],
+    done = subprocess.run([sys.executable, "-m", "animegan2", "stylize"] + photos
+                          + ["-o", str(tmp_path), "--weights", weights, "--size", "256", "--device", "cpu", "--keep-color"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == "animegan2: 2 stylized, 0 skipped, 0 failed"
     assert Image.open(tmp_path / "street.jpg").size == (1280, 672) and Image.open(tmp_path / "alley.jpg").size == (1536, 992)
-    piped = subprocess.run(run + ["-", "-o", "-", "--weights", weights, "--max-pixels", "4000", "--format", "png"],
-                           input=(tmp_path / "street.jpg").read_bytes(), capture_output=True, timeout=120)  # fmt: skip
-    assert piped.returncode == 0, piped.stderr
-    assert Image.open(io.BytesIO(piped.stdout)).size == (1280, 672)
-    assert b"<stdin>: 1280x672 is over max_pixels=4000; stylized at 87x45" in piped.stderr
+
+
+def test_stdin_to_stdout(testdata, weights, monkeypatch, capsysbinary):
+    photo = io.BytesIO((testdata / "street.jpg").read_bytes())
+    photo.name = "<stdin>"  # as the real sys.stdin.buffer is named
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(photo))
+    assert main(["stylize", "-", "-o", "-", "--weights", weights, "--device", "cpu", "--max-pixels", "4000", "--format", "png"]) == 0
+    captured = capsysbinary.readouterr()
+    assert Image.open(io.BytesIO(captured.out)).size == (1280, 672)
+    assert b"<stdin>: 1280x672 is over max_pixels=4000; stylized at 87x45" in captured.err
+
+
+def test_zoo_name_through_the_cli_and_the_one_liner(tmp_path, monkeypatch, capsys):
+    import json
+
+    import animegan2
+    from tests.test_zoo import entry
+    from tests.weights_server import WeightsServer
+
+    buf = io.BytesIO()
+    torch.save(random_state_dict(seed=5), buf)
+    body = buf.getvalue()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("ANIMEGAN2_OFFLINE", raising=False)
+    Image.new("RGB", (12, 9), (40, 80, 120)).save(tmp_path / "p.jpg")
+    with WeightsServer() as server:
+        url = server.add("/toon.pt", body)
+        (tmp_path / "manifest.json").write_text(json.dumps({"schema": 1, "weights": {"toon": entry([url], body, aliases=["toonish"])}}))
+        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(tmp_path / "manifest.json"))
+        assert main(["stylize", str(tmp_path / "p.jpg"), "-o", str(tmp_path / "out"), "--style", "toonish", "--device", "cpu", "-q"]) == 0
+        assert animegan2.stylize(tmp_path / "p.jpg", style="toon", device="cpu", progress=False).size == (12, 9)
+        assert server.gets("/toon.pt") == [None]  # downloaded once, then from the verified cache
+    assert Image.open(tmp_path / "out" / "p.jpg").size == (12, 9)

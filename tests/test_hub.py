@@ -48,6 +48,29 @@ def loopback_zoo(tmp_path, monkeypatch):
         yield states
 
 
+@pytest.fixture
+def loopback_tf_zoo(tf_v2_checkpoint, tmp_path, monkeypatch):
+    """The bundled manifest's AnimeGANv2 TF1 entries, each serving the TF-made fixture checkpoint
+    under the entry's own file names (digests of the served files)."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    raw = json.loads(zoo.BUNDLED_MANIFEST.read_text())
+    names = [n for n, s in raw["weights"].items() if s["format"] == "tf1-checkpoint" and s.get("architecture", "animeganv2") == "animeganv2"]
+    with WeightsServer() as server:
+        for name in names:
+            files = []
+            for file in raw["weights"][name]["files"]:
+                suffix = file["name"][file["name"].index(".ckpt") + len(".ckpt") :]
+                body = Path(str(tf_v2_checkpoint.prefix) + suffix).read_bytes()
+                files.append({"name": file["name"], "urls": [server.add(f"/{name}/{file['name']}", body)],
+                              "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})  # fmt: skip
+            raw["weights"][name]["files"] = files
+        raw["weights"] = {k: raw["weights"][k] for k in names}
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(raw))
+        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(path))
+        yield names
+
+
 def _same(model, state):
     loaded = model.state_dict()
     return loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
@@ -93,6 +116,17 @@ def test_load_local_every_torch_entry_with_its_metadata(loopback_zoo):
     assert out.shape == (1, 3, 20, 28)
 
 
+def test_load_local_every_tf_entry_converted_with_tf_numerics(loopback_tf_zoo, tf_v2_checkpoint):
+    assert sorted(loopback_tf_zoo) == ["hayao", "paprika", "shinkai"]
+    x, y = tf_v2_checkpoint.outputs[(64, 64)]
+    for name in loopback_tf_zoo:
+        model = torch.hub.load(str(REPO), "generator", source="local", pretrained=name, progress=False)
+        assert (model.upsample, model.norm_eps, model.training) == ("tf", 1e-12, False)
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        assert float((out - torch.from_numpy(y)).abs().max()) < 1e-4
+
+
 def test_load_random_and_from_a_file(tmp_path):
     model = torch.hub.load(str(REPO), "generator", source="local", pretrained=False)
     assert (model.upsample, model.norm_eps, model.training) == ("tf", 1e-12, False)
@@ -109,3 +143,15 @@ def test_github_form_with_a_prepopulated_hub_cache_needs_no_network(loopback_zoo
     assert f"Using cache found in {hub_checkout}" in capsys.readouterr().err
     assert _same(model, loopback_zoo["face_paint_512_v1"])
     assert download.cache_dir().joinpath("face_paint_512_v1", "face_paint_512_v1.pt").is_file()
+
+
+def test_face2paint_entry_point_is_the_drop_in():
+    from PIL import Image
+
+    paint = torch.hub.load(str(REPO), "face2paint", source="local", size=64)
+    model = torch.hub.load(str(REPO), "generator", source="local", pretrained=False)
+    photo = Image.new("RGB", (100, 80), (200, 150, 120))
+    out = paint(model, photo)
+    assert isinstance(out, Image.Image) and out.size == (64, 64)
+    assert paint(model, photo, side_by_side=True).size == (128, 64)
+    assert torch.hub.load(str(REPO), "face2paint", source="local", size=32, side_by_side=True)(model, photo).size == (64, 32)

@@ -178,3 +178,19 @@ def test_tensor_conversion_hand_computed():
     assert from_tensor(y, np.uint16).flatten().tolist() == [0, 16383, 65502]
     assert from_tensor(y, np.float32).flatten().tolist() == pytest.approx([0.0, 0.25, 0.9995])
     assert to_uint8(np.array([0, 128, 257, 65535], np.uint16)).tolist() == [0, 0, 1, 255]
+
+
+def test_16bit_tiff_round_trip(tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 65536, (4, 5, 3), dtype=np.uint16)
+    save_image(DecodedImage(pixels), tmp_path / "d.tif")
+    back = load_image(tmp_path / "d.tif")
+    assert back.bit_depth == 16 and np.array_equal(back.pixels, pixels)
+
+
+def test_16bit_png_orientation_is_applied_once(tmp_path):
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 1000
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save_image(DecodedImage(pixels, exif=exif.tobytes()), tmp_path / "r.png")
+    got = load_image(tmp_path / "r.png")
+    assert got.bit_depth == 16 and np.array_equal(got.pixels, np.rot90(pixels, -1)) and got.exif is None

@@ -214,3 +214,15 @@ def test_one_liner_on_a_file_and_light_import(weights, tmp_path):
     assert callable(module) and module.Stylizer is Stylizer
     code = "import sys, animegan2; print('animegan2.stylize' in sys.modules, 'PIL' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+
+
+def test_working_size_output_resizes_alpha_and_side_by_side(weights, tmp_path):
+    rgba = np.dstack([np.full((20, 30, 3), 128, np.uint8), np.full((20, 30), 255, np.uint8)])
+    rgba[:10, :, 3] = 0
+    s = Stylizer(weights, device="cpu", size=15, restore_size=False)
+    out = s.stylize(rgba)
+    assert out.shape == (10, 15, 4)
+    assert out[:4, :, 3].max() == 0 and out[6:, :, 3].min() == 255  # 255 stays 255, away from the edge
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    report = s.stylize_files([(tmp_path / "a.png", tmp_path / "b.png")], side_by_side=True)
+    assert report.ok and Image.open(tmp_path / "b.png").size == (30, 10)

@@ -159,6 +159,14 @@ def test_corrupted_data_byte_is_caught_naming_the_tensor(tf_v2_checkpoint, tmp_p
     assert ckpt.read("generator/G_MODEL/out_layer/Conv/weights").shape == (1, 1, 32, 3)
 
 
+def test_truncated_data_shard(tf_v2_checkpoint, tmp_path):
+    prefix = _copy(tf_v2_checkpoint.prefix, tmp_path)
+    data_file = tmp_path / "Hayao-64.ckpt.data-00000-of-00001"
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"data-00000-of-00001 is truncated: tensor 'generator/G_MODEL/"):
+        TFCheckpoint(prefix).verify()
+
+
 def test_truncated_index(tf_v2_checkpoint, tmp_path):
     prefix = _copy(tf_v2_checkpoint.prefix, tmp_path)
     index = tmp_path / "Hayao-64.ckpt.index"

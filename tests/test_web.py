@@ -111,3 +111,45 @@ def test_browser_upload_stylize_download(server, testdata, tmp_path):
         assert anime.size == src.size
     assert (tmp_path / "finished_page.png").stat().st_size > 10_000
     assert outside == [], f"the page requested outside hosts: {outside}"
+
+
+def test_api_video_keeps_frames_and_audio_and_limits_length(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from animegan2.errors import ConfigError
+    from animegan2.web import WebApp
+    from tests.test_video import N, make_clip, probe
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    clip = make_clip(tmp_path / "clip.mp4")  # 2 s, within the default 15 s limit
+    out = client.predict(handle_file(str(clip)), "toon", "Same as input", api_name="/stylize_video")
+    frames, _, audio = probe(out)
+    assert len(frames) == N and frames[0].shape == (48, 64, 3)
+    assert audio == probe(clip)[2]
+    short_limit = WebApp([str(server[1] / "toon.pt")], device="cpu", max_video_seconds=1.5)
+    with pytest.raises(ConfigError, match=r"2.0 s long; the limit is 1.5 s"):
+        short_limit.stylize_video(str(clip), "toon")
+
+
+def test_bad_start_up_options_fail_at_once_in_one_line(tmp_path, capsys):
+    from animegan2.cli import main
+
+    torch.save(random_state_dict(seed=3), tmp_path / "toon.pt")
+    assert main(["serve", "--weights", str(tmp_path / "tono.pt")]) == 1
+    assert capsys.readouterr().err == f"animegan2: error: no weights named '{tmp_path}/tono.pt': the file {tmp_path}/tono.pt does not exist\n"
+    assert main(["serve", "--weights", str(tmp_path / "toon.pt"), "--examples", str(tmp_path / "photos")]) == 1
+    assert capsys.readouterr().err.startswith(f"animegan2: error: examples folder {tmp_path}/photos does not exist;")
+    for option, value in [("--port", "99999"), ("--concurrency", "0"), ("--max-upload-mb", "-1")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", option, value])
+        assert exc.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--weights", str(tmp_path / "toon.pt"), "--port", str(port), "--device", "cpu", "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"animegan2: error: cannot serve on 127.0.0.1:{port}: Cannot find empty port in range: {port}-{port}; "
+        "choose another --port or --host\n"
+    )

@@ -94,7 +94,8 @@ def assert_equal_state(state, expected):
 def test_bundled_manifest_has_the_published_entries():
     specs = zoo.load_manifest(zoo.BUNDLED_MANIFEST)
     assert set(specs) == {
-        "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch"
+        "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch",
+        "v1-hayao", "v3-hayao", "v3-shinkai", "vgg19",
     }
     assert zoo.get_spec("webtoon").name == "celeba_distill"
     fp2 = specs["face_paint_512_v2"].files[0]
@@ -195,6 +196,21 @@ def test_unknown_name_and_missing_path(manifest):
         zoo.load_state_dict("nope")
     with pytest.raises(WeightsError, match="does not exist"):
         zoo.load_state_dict(Path("nope.pt"))
+    # a string that is plainly a path is reported as a missing file, not as an unknown name
+    for text in ("nope.pt", "/no/such/folder", "weights/Hayao-64.ckpt", "v3.onnx"):
+        with pytest.raises(WeightsError, match=f"^no weights named '{text}': the file {text} does not exist$"):
+            zoo.load_state_dict(text)
+
+
+def test_files_that_are_not_weights_name_what_to_give(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "notes.pt").write_text("hello")
+    for name in ("empty.pt", "notes.pt"):
+        with pytest.raises(WeightsError, match=f"^cannot load {tmp_path / name}: not a torch.save file; give a .pt"):
+            zoo.load_generator(tmp_path / name)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(WeightsError, match="folder without a TF1 checkpoint"):
+        zoo.load_generator(str(tmp_path / "folder"))
 
 
 class _Evil:
@@ -359,7 +375,10 @@ def test_trust_on_first_use_pins_and_refuses_a_changed_file(server, manifest, we
     with caplog.at_level(logging.WARNING, logger="animegan2"):
         zoo.load_state_dict("tiny", progress=False)
     digest = hashlib.sha256(weights_bytes).hexdigest()
-    assert [r.getMessage() for r in caplog.records] == [f"no published digest for tiny/tiny.pt: pinned sha256 {digest} on first use"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no published digest for tiny/tiny.pt: pinned sha256 {digest} on first use",
+        "licence note for tiny: test data",
+    ]
     assert cache("pins", "tiny", "tiny.pt.sha256").read_text() == digest + "\n"
     cache("tiny", "tiny.pt").unlink()
     server.add("/tiny.pt", _pt_bytes(2))
@@ -401,6 +420,32 @@ def test_import_verifies_then_loads_offline(manifest, weights_bytes, tmp_path, m
     zoo.load_generator("tiny")
     assert cli.main(["weights", "path", "tiny"]) == 0
     assert capsys.readouterr().out.strip().endswith(str(cache("tiny", "tiny.pt")))
+
+
+def test_failed_import_says_it_once_and_leaves_no_partial(manifest, weights_bytes, tmp_path, capsys):
+    good, other = _pt_bytes(2), _pt_bytes(3)
+    two = entry(["https://example.org/a.pt"], good, name="a.pt")
+    two["files"].append(entry(["https://example.org/b.pt"], other, name="b.pt")["files"][0])
+    manifest(two=two)
+    (tmp_path / "a.pt").write_bytes(good)
+    (tmp_path / "b.pt").write_bytes(weights_bytes)
+    assert cli.main(["weights", "import", "two", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"animegan2: error: b.pt from {tmp_path / 'b.pt'}: expected sha256 {hashlib.sha256(other).hexdigest()}, "
+        f"got {hashlib.sha256(weights_bytes).hexdigest()}\n"
+    )
+    assert list(cache("two").iterdir()) == []
+
+
+def test_unwritable_cache_is_one_line(manifest, weights_bytes, monkeypatch, capsys):
+    manifest(tiny=entry(["https://example.org/tiny.pt"], weights_bytes))
+    monkeypatch.setenv("ANIMEGAN2_HOME", "/proc/animegan2")  # even root cannot create folders there
+    assert cli.main(["weights", "download", "tiny"]) == 1
+    assert capsys.readouterr().err == (
+        "animegan2: error: cannot create the weights cache folder /proc/animegan2/tiny: No such file or directory; "
+        "set ANIMEGAN2_HOME to a writable folder\n"
+    )
 
 
 def test_verify_detects_a_cache_file_altered_on_disk(server, manifest, weights_bytes, capsys, caplog):
@@ -456,3 +501,69 @@ def test_hf_source_through_a_fake_endpoint(server, manifest, weights_bytes, monk
     assert sorted(p.name for p in cache("tiny").iterdir()) == ["tiny.pt"]
     assert len(server.gets("/someone/animegan2-weights/resolve/main/weights/tiny.pt")) == 2
 
+
+
+# --- TF1 checkpoints (the ckpt helper's TensorFlow-made fixture, served on loopback) ---
+
+
+def tf_entry(server, ckpt, *, data_digest=True, data_body=None):
+    """A tf1-checkpoint entry for the fixture: the index without digest (trust on first use)."""
+    files = []
+    for suffix in (".index", ".data-00000-of-00001"):
+        src = Path(str(ckpt.prefix) + suffix)
+        body = src.read_bytes() if data_body is None or suffix == ".index" else data_body
+        file = {"name": src.name, "urls": [server.add(f"/tf/{src.name}", body)]}
+        if suffix != ".index" and data_digest:
+            original = src.read_bytes()
+            file.update(size=len(original), sha256=hashlib.sha256(original).hexdigest())
+        files.append(file)
+    return entry([], None, format="tf1-checkpoint", upsample="tf", norm_eps=1e-12, size=256, style="Hayao", files=files)
+
+
+def _tf_output_matches(model, ckpt):
+    x, y = ckpt.outputs[(64, 64)]
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    return float((out - torch.from_numpy(y).permute(0, 3, 1, 2)).abs().max())
+
+
+def test_tf1_entry_without_digest_must_pass_the_crc_check(tf_v2_checkpoint, server, manifest):
+    data = bytearray(Path(str(tf_v2_checkpoint.prefix) + ".data-00000-of-00001").read_bytes())
+    data[4096] ^= 0x01
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint, data_digest=False, data_body=bytes(data)))
+    with pytest.raises(ChecksumError, match="hayao: the downloaded files fail their integrity check"):
+        zoo.load_state_dict("hayao", progress=False)
+    assert sorted(p.name for p in cache("hayao").iterdir()) == []
+    assert not cache("pins").exists()
+
+
+def test_tf1_entry_is_downloaded_pinned_converted_and_cached(tf_v2_checkpoint, server, manifest, caplog, capsys):
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    with caplog.at_level(logging.WARNING, logger="animegan2"):
+        model = zoo.load_generator("hayao", progress=False)
+    assert (model.upsample, model.norm_eps) == ("tf", 1e-12)
+    assert _tf_output_matches(model, tf_v2_checkpoint) < 1e-4
+    assert [r.getMessage().split(": pinned")[0] for r in caplog.records] == [
+        "no published digest for hayao/Hayao-64.ckpt.index",
+        "licence note for hayao: test data",
+    ]
+    (converted,) = cache("converted").glob("hayao-*.safetensors")
+    stamp = converted.stat().st_mtime_ns
+    state, meta = zoo.load_state_dict("hayao", progress=False)
+    assert meta == zoo.WeightsMeta("animeganv2", "tf", 1e-12, 256, "Hayao", "hayao", "test data")
+    assert converted.stat().st_mtime_ns == stamp
+    assert server.gets("/tf/Hayao-64.ckpt.index") == [None] and server.gets("/tf/Hayao-64.ckpt.data-00000-of-00001") == [None]
+    assert cli.main(["weights", "path", "hayao"]) == 0
+    assert capsys.readouterr().out.strip() == str(converted)
+
+
+def test_tf1_local_checkpoint_and_import(tf_v2_checkpoint, server, manifest, monkeypatch):
+    for form in (tf_v2_checkpoint.directory, str(tf_v2_checkpoint.prefix), Path(str(tf_v2_checkpoint.prefix) + ".index")):
+        model = zoo.load_generator(form)
+        assert (model.upsample, model.norm_eps) == ("tf", 1e-12)
+    assert _tf_output_matches(model, tf_v2_checkpoint) < 1e-4
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    monkeypatch.setenv("ANIMEGAN2_OFFLINE", "1")
+    assert cli.main(["weights", "import", "hayao", str(tf_v2_checkpoint.directory), "-q"]) == 0
+    zoo.load_generator("hayao")
+    assert server.gets("/tf/Hayao-64.ckpt.index") == []

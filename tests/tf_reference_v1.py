@@ -1,16 +1,20 @@
-"""The original AnimeGAN (v1) generator graph, rebuilt in ``tensorflow.compat.v1``.
+"""The original AnimeGAN (v1) generator in TensorFlow 1 graph mode: the yardstick of v1 conversion.
 
-TF 2 has no ``tf.contrib``, so the three contrib layers the original uses are written
-here with the ``tf.nn`` ops they reduce to, under the variable scopes and names they
-create (auto-numbered ``Conv``, ``InstanceNorm``, ``SeparableConv2d`` scopes, in the
-original's evaluation order):
+Written from TachibanaYoshino/AnimeGAN ``net/generator.py`` (DESIGN.md 2.5) on the pieces of
+:mod:`tests.tf_reference` (reflect pads, ``Conv*/weights`` VALID convs, LeakyReLU, the TF1
+``resize_images`` upsampling, random values). TF 2 has no ``tf.contrib``, so the two contrib
+layers only v1 uses are written with the ``tf.nn`` ops they reduce to, under the variable
+names they create:
 
-- ``contrib.layers.conv2d`` (no bias, no normalizer): ``Conv*/weights`` + ``tf.nn.conv2d``;
-- ``contrib.layers.instance_norm``: ``InstanceNorm*/{beta,gamma}``, ``tf.nn.moments`` over
-  H and W + ``tf.nn.batch_normalization``; epsilon 1e-5 where the original passes it
+- ``contrib.layers.instance_norm``: ``InstanceNorm*/{beta,gamma}``; ``tf.nn.moments`` over H
+  and W + ``tf.nn.batch_normalization``; epsilon 1e-5 where the original passes it
   (``tools/ops.instance_norm``), the contrib default 1e-6 inside separable convs;
 - ``contrib.layers.separable_conv2d``: ``SeparableConv2d*/{depthwise,pointwise}_weights`` +
-  ``tf.nn.separable_conv2d`` (stride in the depthwise step) + instance norm + LeakyReLU.
+  ``tf.nn.separable_conv2d`` (the stride in the depthwise step), its instance norm under
+  ``SeparableConv2d*/InstanceNorm`` and LeakyReLU.
+
+Scopes auto-number (``Conv``, ``Conv_1``, ``SeparableConv2d_1``, ...) in evaluation order, as
+in the original: in ``a + b`` the left operand's layers are created first.
 """
 
 from __future__ import annotations
@@ -19,148 +23,84 @@ from pathlib import Path
 
 import numpy as np
 
-tf = None
+from tests.tf_reference import TFV2Checkpoint, _pad, build_v2_checkpoint, conv2d, lrelu, tf, tf1, upsample
+
+SIZES = ((64, 64), (67, 45), (50, 77))
+SEPARABLE_STD = 0.05  # small, as trained separable weights are: the norm's epsilon then matters
 
 
-def _tf():
-    global tf
-    if tf is None:
-        import tensorflow
-
-        tf = tensorflow.compat.v1
-        tf.disable_eager_execution()
-    return tf
-
-
-def _lrelu(x):
-    return _tf().nn.leaky_relu(x, 0.2)
+def instance_norm(x, init, eps, scope=None):
+    channels = int(x.shape[-1])
+    with tf1.variable_scope(scope, default_name="InstanceNorm"):
+        beta = tf1.get_variable("beta", initializer=init.beta(channels))
+        gamma = tf1.get_variable("gamma", initializer=init.gamma(channels))
+        mean, variance = tf1.nn.moments(x, [1, 2], keep_dims=True)
+        return tf.nn.batch_normalization(x, mean, variance, offset=beta, scale=gamma, variance_epsilon=eps)
 
 
-def _instance_norm(x, eps, scope=None):
-    t = _tf()
-    with t.variable_scope(scope, default_name="InstanceNorm"):
-        ch = x.get_shape()[-1]
-        beta = t.get_variable("beta", [ch], initializer=t.zeros_initializer())
-        gamma = t.get_variable("gamma", [ch], initializer=t.ones_initializer())
-        mean, var = t.nn.moments(x, [1, 2], keep_dims=True)
-        return t.nn.batch_normalization(x, mean, var, beta, gamma, eps)
+def conv_norm_lrelu(x, init, filters, kernel_size=3):
+    return lrelu(instance_norm(conv2d(x, init, filters, kernel_size), init, 1e-5))
 
 
-def _reflect(x, top_left, bottom_right):
-    pad = [[0, 0], [top_left, bottom_right], [top_left, bottom_right], [0, 0]]
-    return _tf().pad(x, pad, mode="REFLECT")
+def separable(x, init, filters, strides=1):
+    """The original ``Separable_conv2d``: reflect pad (all sides at stride 1, bottom/right at 2)."""
+    x = _pad(x, 0, 1, 0, 1) if strides == 2 else _pad(x, 1, 1, 1, 1)
+    channels = int(x.shape[-1])
+    with tf1.variable_scope(None, default_name="SeparableConv2d"):
+        dw_value = (init.rng.standard_normal([3, 3, channels, 1]) * SEPARABLE_STD).astype(np.float32)
+        pw_value = (init.rng.standard_normal([1, 1, channels, filters]) * SEPARABLE_STD).astype(np.float32)
+        dw = tf1.get_variable("depthwise_weights", initializer=dw_value)
+        pw = tf1.get_variable("pointwise_weights", initializer=pw_value)
+        y = tf.nn.separable_conv2d(x, dw, pw, [1, strides, strides, 1], "VALID")
+        return lrelu(instance_norm(y, init, 1e-6))
 
 
-def _conv(x, filters, kernel_size=3):
-    t = _tf()
-    if kernel_size == 3:
-        x = _reflect(x, 1, 1)
-    with t.variable_scope(None, default_name="Conv"):
-        w = t.get_variable("weights", [kernel_size, kernel_size, x.get_shape()[-1], filters])
-        return t.nn.conv2d(x, w, [1, 1, 1, 1], "VALID")
+def downsample(x, init, filters):
+    """The original ``Downsample``: TF1 bilinear to (H//2, W//2), then a separable conv."""
+    size = [tf.shape(x)[1] // 2, tf.shape(x)[2] // 2]
+    return separable(tf1.image.resize_images(x, size), init, filters)
 
 
-def _conv_norm_lrelu(x, filters, kernel_size=3):
-    return _lrelu(_instance_norm(_conv(x, filters, kernel_size), 1e-5))
-
-
-def _separable(x, filters, strides=1):
-    t = _tf()
-    x = _reflect(x, 0, 1) if strides == 2 else _reflect(x, 1, 1)
-    with t.variable_scope(None, default_name="SeparableConv2d"):
-        ch = x.get_shape()[-1]
-        dw = t.get_variable("depthwise_weights", [3, 3, ch, 1])
-        pw = t.get_variable("pointwise_weights", [1, 1, ch, filters])
-        y = t.nn.separable_conv2d(x, dw, pw, [1, strides, strides, 1], "VALID")
-        return _lrelu(_instance_norm(y, 1e-6))
-
-
-def _resize_separable(x, filters, up):
-    t = _tf()
-    h, w = t.shape(x)[1], t.shape(x)[2]
-    size = [2 * h, 2 * w] if up else [h // 2, w // 2]
-    return _separable(t.image.resize_images(x, size), filters)
-
-
-def _inverted_res(x, name):
-    t = _tf()
-    with t.variable_scope(name):
-        net = _conv_norm_lrelu(x, 512, kernel_size=1)
-        net = _reflect(net, 1, 1)
-        with t.variable_scope(name):
-            w = t.get_variable("w", [3, 3, 512, 1])
-            net = t.nn.depthwise_conv2d(net, w, [1, 1, 1, 1], "VALID")
-        net = _lrelu(_instance_norm(net, 1e-5, scope="1"))
-        net = _instance_norm(_conv(net, 256, kernel_size=1), 1e-5, scope="2")
+def inverted_res_block(x, init, name):
+    with tf1.variable_scope(name):
+        net = conv_norm_lrelu(x, init, 2 * int(x.shape[-1]), kernel_size=1)
+        net = _pad(net, 1, 1, 1, 1)
+        with tf1.variable_scope(name):
+            w = tf1.get_variable("w", initializer=init.conv([3, 3, int(net.shape[-1]), 1]))
+            net = tf.nn.depthwise_conv2d(net, w, [1, 1, 1, 1], "VALID")
+        net = lrelu(instance_norm(net, init, 1e-5, scope="1"))
+        net = instance_norm(conv2d(net, init, int(x.shape[-1]), kernel_size=1), init, 1e-5, scope="2")
         return x + net
 
 
-def build_generator(x):
-    """``generator/G_MODEL`` of TachibanaYoshino/AnimeGAN ``net/generator.py`` on NHWC ``x``."""
-    t = _tf()
-    with t.variable_scope("generator"), t.variable_scope("G_MODEL"):
-        with t.variable_scope("b1"):
-            x = _conv_norm_lrelu(x, 64)
-            x = _conv_norm_lrelu(x, 64)
-            x = _separable(x, 128, strides=2) + _resize_separable(x, 128, False)
-        with t.variable_scope("b2"):
-            x = _conv_norm_lrelu(x, 128)
-            x = _separable(x, 128)
-            x = _separable(x, 256, strides=2) + _resize_separable(x, 256, False)
-        with t.variable_scope("m"):
-            x = _conv_norm_lrelu(x, 256)
+def generator(x, init):
+    """``generator/G_MODEL`` of AnimeGAN v1; NHWC in and out, [-1, 1]."""
+    with tf1.variable_scope("generator"), tf1.variable_scope("G_MODEL"):
+        with tf1.variable_scope("b1"):
+            x = conv_norm_lrelu(x, init, 64)
+            x = conv_norm_lrelu(x, init, 64)
+            x = separable(x, init, 128, strides=2) + downsample(x, init, 128)
+        with tf1.variable_scope("b2"):
+            x = conv_norm_lrelu(x, init, 128)
+            x = separable(x, init, 128)
+            x = separable(x, init, 256, strides=2) + downsample(x, init, 256)
+        with tf1.variable_scope("m"):
+            x = conv_norm_lrelu(x, init, 256)
             for k in range(1, 9):
-                x = _inverted_res(x, f"r{k}")
-            x = _conv_norm_lrelu(x, 256)
-        with t.variable_scope("u2"):
-            x = _resize_separable(x, 128, True)
-            x = _separable(x, 128)
-            x = _conv_norm_lrelu(x, 128)
-        with t.variable_scope("u1"):
-            x = _resize_separable(x, 128, True)
-            x = _conv_norm_lrelu(x, 64)
-            x = _conv_norm_lrelu(x, 64)
-        return t.tanh(_conv(x, 3, kernel_size=1))
+                x = inverted_res_block(x, init, f"r{k}")
+            x = conv_norm_lrelu(x, init, 256)
+        with tf1.variable_scope("u2"):
+            x = separable(upsample(x), init, 128)
+            x = separable(x, init, 128)
+            x = conv_norm_lrelu(x, init, 128)
+        with tf1.variable_scope("u1"):
+            x = separable(upsample(x), init, 128)
+            x = conv_norm_lrelu(x, init, 64)
+            x = conv_norm_lrelu(x, init, 64)
+        return tf.tanh(conv2d(x, init, 3, kernel_size=1, gain=0.5))
 
 
-def random_values(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, np.ndarray]:
-    """Non-trivial weights (gamma != 1, beta != 0). The separable convs' weights are small, as
-    trained ones are, so that their pre-norm variance is small and the norm's epsilon
-    matters; the output conv is scaled to keep tanh out of saturation."""
-    rng = np.random.default_rng(seed)
-    values = {}
-    for name, shape in shapes.items():
-        if name.endswith("gamma"):
-            v = 1.0 + 0.2 * rng.standard_normal(shape)
-        elif name.endswith("beta"):
-            v = 0.1 * rng.standard_normal(shape)
-        elif name.endswith(("depthwise_weights", "pointwise_weights")):
-            v = 0.05 * rng.standard_normal(shape)
-        else:
-            fan_in = shape[0] * shape[1] * (shape[2] if not name.endswith("/w") else 1)
-            gain = 0.5 if name.endswith("G_MODEL/Conv/weights") else 2.0
-            v = rng.standard_normal(shape) * (gain / fan_in) ** 0.5
-        values[name] = v.astype(np.float32)
-    return values
-
-
-def make_checkpoint(root: Path, inputs: list[np.ndarray], seed: int = 0) -> tuple[Path, list[np.ndarray]]:
-    """Build the graph, set random weights, save ``root/generator_Hayao_weight/Hayao-60.ckpt``
-    with only the generator's variables (as the published checkpoint holds), and run it on
-    each NHWC float32 array in ``inputs``. Returns the checkpoint directory and the outputs."""
-    t = _tf()
-    graph = t.Graph()
-    with graph.as_default():
-        x = t.placeholder(t.float32, [1, None, None, 3])
-        y = build_generator(x)
-        variables = t.trainable_variables()
-        values = random_values({v.op.name: v.get_shape().as_list() for v in variables}, seed)
-        saver = t.train.Saver(variables)
-        ckpt_dir = root / "generator_Hayao_weight"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        with t.Session(graph=graph) as sess:
-            for v in variables:
-                v.load(values[v.op.name], sess)
-            saver.save(sess, str(ckpt_dir / "Hayao-60.ckpt"), write_meta_graph=False)
-            outputs = [sess.run(y, {x: a}) for a in inputs]
-    return ckpt_dir, outputs
+def build_v1_checkpoint(root: Path, sizes=SIZES, seed: int = 0) -> TFV2Checkpoint:
+    """Build the v1 generator with random values, save it as the published
+    ``root/generator_Hayao_weight/Hayao-60.ckpt`` and run it on random inputs of ``sizes``."""
+    return build_v2_checkpoint(root, sizes, seed, network=generator, prefix="Hayao-60.ckpt")

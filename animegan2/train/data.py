@@ -29,6 +29,8 @@ from ..errors import ConfigError, ImageError, require
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 CANNY_THRESHOLDS = (100, 200)
 SMOOTH_KERNEL = 5
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -73,6 +75,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

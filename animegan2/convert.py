@@ -1,0 +1,322 @@
+"""Original TensorFlow 1 AnimeGAN checkpoints -> PyTorch weights in the published layout.
+
+Each supported network is an :class:`Architecture`: the map from its PyTorch
+``state_dict`` keys to TF variable names under ``generator/G_MODEL/`` (with the kernel
+layout change), the module that defines the expected shapes, and the metadata its
+converted weights run with. :func:`detect_architecture` tells them apart by a variable
+only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
+
+>>> state, meta = convert_checkpoint("generator_Hayao_weight")       # doctest: +SKIP
+>>> save_weights(state, meta, "hayao.safetensors")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from .errors import CheckpointError, ConfigError
+from .model import Generator
+from .model_v1 import GeneratorV1
+from .tfcheckpoint import TFCheckpoint
+
+G_SCOPE = "generator/G_MODEL/"
+FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
+
+# TF layout -> PyTorch layout, as a numpy transpose
+CONV = (3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+DEPTHWISE = (2, 3, 0, 1)  # [kh, kw, C, 1] -> [C, 1, kh, kw]
+VECTOR = (0,)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network the converter knows.
+
+    ``mapping()`` gives PyTorch key -> (TF name relative to ``generator/G_MODEL/``, transpose);
+    ``signature`` is a TF name (relative too) found in this network's checkpoints only;
+    ``build()`` returns a module whose ``state_dict`` gives the expected keys and shapes.
+    """
+
+    name: str
+    metadata_name: str
+    signature: str
+    mapping: Callable[[], dict[str, tuple[str, tuple[int, ...]]]]
+    build: Callable[[], nn.Module]
+    upsample: str = "tf"
+    norm_eps: str = "1e-12"
+
+
+def _v2_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """AnimeGANv2 (DESIGN.md 2.2 -> 2.3)."""
+    mapping: dict[str, tuple[str, tuple[int, ...]]] = {}
+
+    def conv_norm(key: str, scope: str, conv: str, norm: str) -> None:
+        mapping[f"{key}.1.weight"] = (f"{scope}/{conv}/weights", CONV)
+        mapping[f"{key}.2.weight"] = (f"{scope}/{norm}/gamma", VECTOR)
+        mapping[f"{key}.2.bias"] = (f"{scope}/{norm}/beta", VECTOR)
+
+    def nth(name: str, i: int) -> str:
+        return name if i == 0 else f"{name}_{i}"
+
+    def plain_block(block: str, scope: str, count: int) -> None:
+        for i in range(count):
+            conv_norm(f"{block}.{i}", scope, nth("Conv", i), nth("LayerNorm", i))
+
+    plain_block("block_a", "A", 3)
+    plain_block("block_b", "B", 2)
+    conv_norm("block_c.0", "C", "Conv", "LayerNorm")
+    for k in range(1, 5):
+        key, scope = f"block_c.{k}.layers", f"C/r{k}"
+        conv_norm(f"{key}.0", scope, "Conv", "LayerNorm")
+        mapping[f"{key}.1.1.weight"] = (f"{scope}/r{k}/w", DEPTHWISE)
+        mapping[f"{key}.1.1.bias"] = (f"{scope}/r{k}/bias", VECTOR)
+        mapping[f"{key}.1.2.weight"] = (f"{scope}/1/gamma", VECTOR)
+        mapping[f"{key}.1.2.bias"] = (f"{scope}/1/beta", VECTOR)
+        mapping[f"{key}.2.weight"] = (f"{scope}/Conv_1/weights", CONV)
+        mapping[f"{key}.3.weight"] = (f"{scope}/2/gamma", VECTOR)
+        mapping[f"{key}.3.bias"] = (f"{scope}/2/beta", VECTOR)
+    conv_norm("block_c.5", "C", "Conv_1", "LayerNorm_1")
+    plain_block("block_d", "D", 2)
+    plain_block("block_e", "E", 3)
+    mapping["out_layer.0.weight"] = ("out_layer/Conv/weights", CONV)
+    return mapping
+
+
+def _v1_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """AnimeGAN v1 (DESIGN.md 2.5). The original names its layers by TF1's default scope
+    numbering (``Conv``, ``Conv_1``, ..., ``SeparableConv2d_1``) in the order it creates them,
+    so the scopes are numbered here in that same order. It matters: b1's and b2's two
+    downsampling branches have equal shapes, and only the order tells them apart (the
+    stride-2 branch is created first, as the left operand of their sum)."""
+    mapping: dict[str, tuple[str, tuple[int, ...]]] = {}
+    created: Counter[tuple[str, str]] = Counter()
+
+    def new_scope(scope: str, base: str) -> str:
+        n = created[scope, base]
+        created[scope, base] += 1
+        return f"{scope}/{base}_{n}" if n else f"{scope}/{base}"
+
+    def norm(key: str, scope: str) -> None:
+        mapping[f"{key}.weight"] = (f"{scope}/gamma", VECTOR)
+        mapping[f"{key}.bias"] = (f"{scope}/beta", VECTOR)
+
+    def conv(key: str, scope: str) -> None:
+        mapping[f"{key}.1.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
+        norm(f"{key}.2", new_scope(scope, "InstanceNorm"))
+
+    def sep(key: str, scope: str) -> None:
+        sc = new_scope(scope, "SeparableConv2d")
+        mapping[f"{key}.1.weight"] = (f"{sc}/depthwise_weights", DEPTHWISE)
+        mapping[f"{key}.2.weight"] = (f"{sc}/pointwise_weights", CONV)
+        norm(f"{key}.3", f"{sc}/InstanceNorm")
+
+    conv("b1.0", "b1"), conv("b1.1", "b1"), sep("b1.2.strided", "b1"), sep("b1.2.resized.conv", "b1")
+    conv("b2.0", "b2"), sep("b2.1", "b2"), sep("b2.2.strided", "b2"), sep("b2.2.resized.conv", "b2")
+    conv("m.0", "m")
+    for k in range(1, 9):
+        key, scope = f"m.{k}.layers", f"m/r{k}"
+        conv(f"{key}.0", scope)
+        mapping[f"{key}.2.weight"] = (f"{scope}/r{k}/w", DEPTHWISE)
+        norm(f"{key}.3", f"{scope}/1")
+        mapping[f"{key}.5.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
+        norm(f"{key}.6", f"{scope}/2")
+    conv("m.9", "m")
+    sep("u2.0.conv", "u2"), sep("u2.1", "u2"), conv("u2.2", "u2")
+    sep("u1.0.conv", "u1"), conv("u1.1", "u1"), conv("u1.2", "u1")
+    mapping["out_layer.0.weight"] = ("Conv/weights", CONV)
+    return mapping
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "AnimeGANv2": Architecture(
+        name="AnimeGANv2",
+        metadata_name="animeganv2",
+        signature="C/r1/r1/w",
+        mapping=_v2_mapping,
+        build=Generator,
+    ),
+    "AnimeGAN v1": Architecture(
+        name="AnimeGAN v1",
+        metadata_name="animeganv1",
+        signature="b1/SeparableConv2d/depthwise_weights",
+        mapping=_v1_mapping,
+        build=GeneratorV1,
+        norm_eps="1e-5,1e-6",  # fixed by the architecture: conv blocks, separable convs
+    ),
+}
+
+
+def detect_architecture(names: Iterable[str]) -> str:
+    """The :data:`ARCHITECTURES` key of the generator whose TF variable ``names`` are given.
+
+    Raises:
+        CheckpointError: no ``generator/G_MODEL`` variables, or none of a known network,
+            naming what was found instead.
+
+    >>> detect_architecture(["generator/G_MODEL/C/r1/r1/w"])
+    'AnimeGANv2'
+    """
+    names = list(names)
+    inside = {n[len(G_SCOPE) :] for n in names if n.startswith(G_SCOPE)}
+    for key, arch in ARCHITECTURES.items():
+        if arch.signature in inside:
+            return key
+    known = ", ".join(f"{k} (has {G_SCOPE}{a.signature})" for k, a in ARCHITECTURES.items())
+    if not inside:
+        sample = ", ".join(sorted(names)[:3]) or "no variables at all"
+        raise CheckpointError(
+            f"not an AnimeGAN generator checkpoint: no variable under {G_SCOPE} (found {len(names)}: {sample}, ...)"
+        )
+    sample = ", ".join(sorted(inside)[:3])
+    raise CheckpointError(
+        f"{G_SCOPE} holds {len(inside)} variables ({sample}, ...) of no known network; known: {known}"
+    )
+
+
+def _tf_shape(torch_shape: tuple[int, ...], perm: tuple[int, ...]) -> tuple[int, ...]:
+    """The TF shape that ``perm`` turns into ``torch_shape``."""
+    shape = [0] * len(perm)
+    for torch_axis, tf_axis in enumerate(perm):
+        shape[tf_axis] = torch_shape[torch_axis]
+    return tuple(shape)
+
+
+def _first(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(G_SCOPE + n for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Convert a TF1 generator checkpoint (directory, prefix or ``.index``) to a state_dict in
+    the published PyTorch layout, plus the metadata to store with it.
+
+    Only ``generator/G_MODEL/*`` is taken; the discriminator and optimizer slots (names such
+    as ``.../weights/Adam``) are ignored. Values are crc32c-verified and cast to float32.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, unknown network, a missing, unexpected or
+            wrongly shaped generator tensor, or a non-float dtype (the message names it).
+
+    >>> state, meta = convert_checkpoint("generator_Hayao_weight")    # doctest: +SKIP
+    >>> meta["architecture"], meta["upsample"], meta["norm_eps"]        # doctest: +SKIP
+    ('animeganv2', 'tf', '1e-12')
+    """
+    ckpt = TFCheckpoint(src)
+    variables = ckpt.variables()
+    arch = ARCHITECTURES[detect_architecture(variables)]
+    mapping = arch.mapping()
+    expected = {key: tuple(value.shape) for key, value in arch.build().state_dict().items()}
+    wanted = {tf_name for tf_name, _ in mapping.values()}
+    inside = {n[len(G_SCOPE) :] for n in variables if n.startswith(G_SCOPE)}
+    missing = sorted(wanted - inside)
+    if missing:
+        raise CheckpointError(f"{ckpt.prefix} is not a complete {arch.name} generator: missing {_first(missing)}")
+    # Optimizer slots and moving averages are named <variable>/<slot>.
+    extra = sorted(n for n in inside - wanted if n.rsplit("/", 1)[0] not in wanted)
+    if extra:
+        raise CheckpointError(f"{ckpt.prefix} has variables that {arch.name} does not: {_first(extra)}")
+    for key, (tf_name, perm) in mapping.items():
+        dtype, shape = variables[G_SCOPE + tf_name]
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"tensor {G_SCOPE}{tf_name} has dtype {dtype}; a float tensor was expected")
+        if shape != _tf_shape(expected[key], perm):
+            raise CheckpointError(
+                f"tensor {G_SCOPE}{tf_name} has shape {list(shape)}, but {arch.name} needs "
+                f"{list(_tf_shape(expected[key], perm))} (PyTorch {key} {list(expected[key])})"
+            )
+    state = {}
+    for key in expected:
+        tf_name, perm = mapping[key]
+        value = ckpt.read(G_SCOPE + tf_name).astype(np.float32, copy=False)
+        state[key] = torch.from_numpy(np.ascontiguousarray(value.transpose(perm)))
+    files = ckpt.files()
+    metadata = {
+        "format": "pt",
+        "architecture": arch.metadata_name,
+        "upsample": arch.upsample,
+        "norm_eps": arch.norm_eps,
+        "source": ckpt.prefix.name,
+        "source_sha256": json.dumps({f.name: _sha256(f) for f in files}),
+        "converter": f"animegan2.convert {__version__}",
+    }
+    return state, metadata
+
+
+def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: str | Path) -> Path:
+    """Write ``state`` atomically: ``.pt`` as a plain state_dict (``torch.load(...,
+    weights_only=True)`` reads it), ``.safetensors`` with ``metadata``. Returns the path.
+
+    Raises:
+        ConfigError: another extension, a missing output directory or an unwritable file;
+            nothing is left behind.
+
+    >>> save_weights(state, meta, "weights/hayao.safetensors")        # doctest: +SKIP
+    PosixPath('weights/hayao.safetensors')
+    """
+    out = Path(out_path)
+    if out.suffix not in (".pt", ".safetensors"):
+        raise ConfigError(f"output {out} must end in .pt (plain state_dict) or .safetensors")
+    if not out.parent.is_dir():
+        raise ConfigError(f"output directory {out.parent} does not exist; create it first")
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # same directory: os.replace is atomic
+    try:
+        if out.suffix == ".pt":
+            torch.save(dict(state), tmp)
+        else:
+            save_file(state, str(tmp), metadata=metadata)
+        os.replace(tmp, out)
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap I/O errors
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise ConfigError(f"cannot write {out}: {detail}; check that its folder is writable and has room") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def describe(src: str | Path) -> str:
+    """A listing of a checkpoint: one line per tensor (name, dtype, shape, and the PyTorch key
+    it converts to, if any), then a summary line naming the network or why it is unknown."""
+    ckpt = TFCheckpoint(src)
+    variables = ckpt.variables()
+    try:
+        arch = detect_architecture(variables)
+        to_torch = {G_SCOPE + tf_name: key for key, (tf_name, _) in ARCHITECTURES[arch].mapping().items()}
+        summary = f"network: {arch}"
+    except CheckpointError as exc:
+        to_torch, summary = {}, f"network: unknown ({exc})"
+    rows = [
+        (name, "?" if dtype == np.dtype(object) else dtype.name, str(list(shape)), to_torch.get(name))
+        for name, (dtype, shape) in variables.items()
+    ]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    lines = []
+    for name, dtype_name, shape, target in rows:
+        line = f"{name:<{widths[0]}}  {dtype_name:<{widths[1]}}  {shape:<{widths[2]}}"
+        lines.append(f"{line}  -> {target}" if target else line.rstrip())
+    count = sum(int(np.prod(s)) for _, s in variables.values())
+    shards = len(ckpt.files()) - 1
+    lines.append(f"{len(variables)} tensors, {count:,} values, {shards} data shard(s); {summary}")
+    return "\n".join(lines)
