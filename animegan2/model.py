@@ -287,8 +287,8 @@ class Generator(nn.Module):
         return self.out_layer(out)
 
     def _forward_fast(self, x: Tensor) -> Tensor:
-        # The same network under no_grad/inference_mode: every norm + activation is
-        # written in place into the next layer's reflect-padded input, so no separate
+        # The same network under no_grad/inference_mode: every norm's activation is
+        # written straight into the next layer's reflect-padded input, so no separate
         # padding copies, and the TF upsampling is an interleave into that buffer too.
         steps: list[nn.Module | str] = [*self.block_a, *self.block_b, *self.block_c, "up", *self.block_d, "up", *self.block_e]
         pads = [_pad_of(step) for step in steps] + [(0, 0, 0, 0)]
