@@ -129,6 +129,7 @@ def _add_stylize(sub, common):
     p.add_argument("--x32", action="store_true", help="the published rule: sides < 256 -> 256, else floored to x32")
     p.add_argument("--keep-color", action="store_true", help="keep the input's colours, take the anime tones and texture")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    _add_speed_options(p)
     p.add_argument("--memory", choices=["normal", "low", "tiled"], default="normal",
                    help="low: exact, layer by layer in bounded memory; tiled: approximate, blended tiles")  # fmt: skip
     p.add_argument("--max-memory", default="2GB", help="peak memory --memory low stays under (default 2GB)")
@@ -195,9 +196,11 @@ def _run_stylize(args) -> int:
         keep_color=args.keep_color,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        **_speed_kwargs(args, [src for src, _ in jobs if isinstance(src, Path)]),
         memory=args.memory,
         max_memory=args.max_memory,
     )
+    _say_precision(stylizer, args.quiet)
     report = stylizer.stylize_files(
         jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
     )
@@ -534,4 +537,73 @@ def _run_train_export(args) -> int:
     from .train import trainer
 
     print(trainer.export(args.run, args.output))
+    return 0
+
+
+# --- export ---
+
+
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnxruntime"],
+                   help="run the model with PyTorch (default) or ONNX Runtime (the onnx extra)")
+    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                   help="int8: ONNX Runtime static quantization, faster, PSNR >= 35 dB vs float32 (implies --backend onnxruntime)")
+    p.add_argument("--calibration", nargs="+", metavar="PHOTO",
+                   help="photos to calibrate int8 on (default: the first inputs)")
+
+
+def _speed_kwargs(args, inputs: list[Path]) -> dict:
+    """Stylizer keyword arguments for --backend/--precision/--calibration."""
+    backend = args.backend or ("onnxruntime" if args.precision == "int8" else "torch")
+    kwargs = {"backend": backend, "precision": args.precision}
+    if args.precision == "int8":
+        kwargs["calibration"] = args.calibration or inputs[:4] or None
+    return kwargs
+
+
+def _say_precision(stylizer, quiet: bool) -> None:
+    if not quiet:
+        print(f"animegan2: running {stylizer.precision} on {stylizer.backend}", file=sys.stderr)
+
+
+@subcommand
+def _add_export(sub, common):
+    p = sub.add_parser("export", parents=[common], help="export a generator to ONNX or TorchScript")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
+    what.add_argument("--torchscript", metavar="OUT.pt", help="write a traced TorchScript module")
+    p.add_argument("--weights", required=True, help="a zoo name, weights file or URL")
+    p.add_argument("--upsample", choices=["tf", "align_corners", "half_pixel"], help="override the weights' upsampling mode")
+    p.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (11 or later, default 17)")
+    p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch, height and width")
+    p.add_argument("--size", type=_positive_int, nargs=2, default=[512, 512], metavar=("H", "W"),
+                   help="input size traced (the fixed ONNX input size without --dynamic; default 512 512)")
+    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                   help="ONNX: int8 static quantization (needs --calibration, implies --dynamic)")
+    p.add_argument("--calibration", nargs="+", metavar="PHOTO", help="photos to calibrate int8 on")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from .export import calibration_tensors, export_onnx, export_torchscript, quantize_int8
+    from .zoo import load_generator
+
+    model = load_generator(args.weights, upsample=args.upsample, progress=not args.quiet)
+    size = tuple(args.size)
+    if args.torchscript:
+        if args.precision != "float32":
+            raise ConfigError("TorchScript export is float32 only; int8 exports to ONNX (--onnx)")
+        path = export_torchscript(model, args.torchscript, size=size)
+    else:
+        if args.precision == "int8" and not args.calibration:
+            raise ConfigError("--precision int8 needs --calibration PHOTO... (a few real photos)")
+        dynamic = args.dynamic or args.precision == "int8"
+        if args.precision == "int8":
+            float_model = export_onnx(model, opset=args.opset, dynamic=True)
+            quantize_int8(float_model, calibration_tensors(args.calibration), args.onnx)
+        else:
+            export_onnx(model, args.onnx, opset=args.opset, dynamic=dynamic, size=size)
+        path = Path(args.onnx)
+    if not args.quiet:
+        print(f"animegan2: wrote {path} ({model.upsample} upsampling, {args.precision})", file=sys.stderr)
     return 0

@@ -9,6 +9,8 @@ This module depends on torch alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -117,37 +119,21 @@ def _padded_buffer(like: Tensor, channels: int, size: tuple[int, int], pad: tupl
     return buf, buf[..., top : top + h, left : left + w]
 
 
-def _layer_moments(y: Tensor) -> tuple[Tensor, Tensor]:
-    # Per-sample mean and biased variance over (C, H, W), shaped (N, 1, 1, 1) in float64.
-    # torch.var_mean is a slow scalar Welford loop on CPU; batch norm's statistics kernel
-    # is a vectorised two-pass one: take per-channel moments and pool them exactly
-    # (equal counts: total var = mean of variances + variance of means).
-    moments = [torch.batch_norm_update_stats(y[i : i + 1], None, None, 0.0) for i in range(y.shape[0])]
-    means = torch.stack([m for m, _ in moments]).double()
-    variances = torch.stack([v for _, v in moments]).double()
-    mean = means.mean(1, keepdim=True)
-    var = variances.mean(1, keepdim=True) + (means - mean).square().mean(1, keepdim=True)
-    return mean.view(-1, 1, 1, 1), var.view(-1, 1, 1, 1)
-
-
 def _norm_act(y: Tensor, norm: nn.GroupNorm, pad: tuple[int, int, int, int], slope: float | None, residual: Tensor | None = None) -> Tensor:
-    # Layer norm (statistics over C, H, W per sample), then affine, residual and LeakyReLU
-    # written once, straight into the next layer's reflect-padded input.
-    mean, var = _layer_moments(y)
-    scale = norm.weight.view(1, -1, 1, 1) * (var + norm.eps).rsqrt().to(y.dtype)
-    shift = norm.bias.view(1, -1, 1, 1) - mean.to(y.dtype) * scale
-    if any(pad):
-        out, inner = _padded_buffer(y, y.shape[1], y.shape[-2:], pad)
-    else:
-        out = inner = y
-    torch.addcmul(shift, y, scale, out=inner)
+    # Layer norm (GroupNorm's own kernel: one-pass moments, fused affine), residual, then
+    # LeakyReLU written once, straight into the next layer's reflect-padded input.
+    out = F.group_norm(y, 1, norm.weight, norm.bias, norm.eps)
     if residual is not None:
-        inner.add_(residual)
-    if slope is not None:
-        F.leaky_relu_(inner, slope)
-    if any(pad):
-        _reflect_fill_(out, pad)
-    return out
+        out.add_(residual)
+    if not any(pad):
+        return out if slope is None else F.leaky_relu_(out, slope)
+    buf, inner = _padded_buffer(out, out.shape[1], out.shape[-2:], pad)
+    if slope is None:
+        inner.copy_(out)
+    else:
+        torch.ops.aten.leaky_relu.out(out, slope, out=inner)
+    _reflect_fill_(buf, pad)
+    return buf
 
 
 class ConvNormLReLU(nn.Sequential):
@@ -283,24 +269,26 @@ class Generator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():
-            return self._forward_modules(x)
+            return self.forward_layers(x)
         return self._forward_fast(x)
 
-    def _forward_modules(self, x: Tensor) -> Tensor:
-        # The plain module-by-module path: autograd-safe (no in-place ops on saved tensors).
+    def forward_layers(self, x: Tensor, upsample: Callable[[Tensor, str, tuple[int, int]], Tensor] = upsample2x) -> Tensor:
+        """The plain module-by-module forward pass, what ``forward`` runs when autograd is on:
+        no in-place ops on saved tensors, so it trains and traces. ``upsample`` (with
+        :func:`upsample2x`'s signature) lets exporters swap in an export-friendly resize."""
         out = self.block_a(x)
         half_size = out.shape[-2:]
         out = self.block_b(out)
         out = self.block_c(out)
-        out = upsample2x(out, self.upsample, half_size)
+        out = upsample(out, self.upsample, half_size)
         out = self.block_d(out)
-        out = upsample2x(out, self.upsample, x.shape[-2:])
+        out = upsample(out, self.upsample, x.shape[-2:])
         out = self.block_e(out)
         return self.out_layer(out)
 
     def _forward_fast(self, x: Tensor) -> Tensor:
-        # The same network under no_grad/inference_mode: every norm + activation is
-        # written in place into the next layer's reflect-padded input, so no separate
+        # The same network under no_grad/inference_mode: every norm's activation is
+        # written straight into the next layer's reflect-padded input, so no separate
         # padding copies, and the TF upsampling is an interleave into that buffer too.
         steps: list[nn.Module | str] = [*self.block_a, *self.block_b, *self.block_c, "up", *self.block_d, "up", *self.block_e]
         pads = [_pad_of(step) for step in steps] + [(0, 0, 0, 0)]

@@ -36,6 +36,7 @@ from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load
 logger = logging.getLogger("animegan2")
 
 DEFAULT_WEIGHTS = "face_paint_512_v2"
+BACKENDS = ("torch", "onnxruntime")
 #: The smallest side the generator accepts: two stride-2 convolutions leave H//4, and the
 #: 3x3 reflect padding that follows needs at least 2 rows. Smaller images are padded.
 MIN_SIDE = 8
@@ -168,6 +169,11 @@ class Stylizer:
         progress: show download and per-file progress bars.
         restore_size: return the output at the input's size (default); ``False`` keeps the
             working size chosen by ``size``/``max_pixels``/``x32``.
+        backend: ``"torch"`` (default) or ``"onnxruntime"`` (the model is exported to ONNX
+            and run by ONNX Runtime, the ``onnx`` extra).
+        precision: ``"float32"`` or ``"int8"`` (ONNX Runtime only: static int8 quantization,
+            calibrated on ``calibration`` photos, else on the first batch stylized).
+        calibration: photos (paths, arrays, PIL images) to calibrate int8 on.
         memory: ``"normal"`` (whole image in memory), ``"low"`` (exact, layer by layer in
             strips, peak RSS under ``max_memory``; AnimeGANv2 models) or ``"tiled"``
             (approximate: overlapping tiles blended, peak of one tile).
@@ -194,6 +200,9 @@ class Stylizer:
         batch_size: int = 1,
         progress: bool = True,
         restore_size: bool = True,
+        backend: str = "torch",
+        precision: str = "float32",
+        calibration: Iterable | None = None,
         memory: str = "normal",
         max_memory: int | str | None = None,
     ) -> None:
@@ -215,6 +224,17 @@ class Stylizer:
             from .zoo import load_generator
 
             self.model = load_generator(weights, device=self.device, progress=progress)
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if precision != "float32" and backend != "onnxruntime":
+            raise ConfigError(f"precision {precision!r} runs on ONNX Runtime: pass backend='onnxruntime' (--backend onnxruntime)")
+        if backend == "onnxruntime" and memory != "normal":
+            raise ConfigError(f"memory={memory!r} runs the PyTorch model layer by layer: use backend='torch' with it")
+        if backend == "onnxruntime":
+            from .export import OnnxRuntimeModel
+
+            self.model = OnnxRuntimeModel.from_generator(self.model, precision=precision, calibration=calibration, device=self.device)
+        self.backend, self.precision = backend, precision
         self.size, self.max_pixels, self.x32 = size, max_pixels, x32
         self.keep_color, self.batch_size, self.progress = keep_color, batch_size, progress
         self.restore_size = restore_size
