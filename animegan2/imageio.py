@@ -326,6 +326,8 @@ def to_tensor(pixels: np.ndarray, *, device: str | torch.device | None = None) -
     [-1.0, 1.0, -0.6000000238418579]
     """
     array = np.asarray(pixels)
+    if not array.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants writable memory
+        array = array.copy()
     if array.ndim == 3:
         array = array[None]
     if array.dtype == np.uint8:
