@@ -8,7 +8,14 @@
 dependencies = ["torch", "numpy", "PIL", "requests", "tqdm", "filelock", "safetensors"]
 
 
-def generator(pretrained=True, device="cpu", progress=True, upsample=None, norm_eps=None, check_hash=True):
+def generator(
+    pretrained: bool | str = True,
+    device: str = "cpu",
+    progress: bool = True,
+    upsample: str | None = None,
+    norm_eps: float | None = None,
+    check_hash: bool = True,
+):
     """AnimeGANv2 generator, in eval mode on ``device``.
 
     pretrained: True for "face_paint_512_v2" (the established default); False for random
@@ -34,7 +41,7 @@ def generator(pretrained=True, device="cpu", progress=True, upsample=None, norm_
     return load_generator(weights, device=device, upsample=upsample, norm_eps=norm_eps, progress=progress, check_hash=check_hash)
 
 
-def face2paint(size=512, device="cpu", side_by_side=False, **kwargs):
+def face2paint(size: int = 512, device: str = "cpu", side_by_side: bool = False, **kwargs):
     """A function ``f(model, img, size=size, side_by_side=side_by_side) -> PIL.Image``: centre crop
     to a square, Lanczos resize to ``size``, stylize with ``model``; with ``side_by_side`` the input
     and the output side by side. Further keyword arguments (e.g. ``detect=True`` for face

@@ -16,7 +16,7 @@ EXTRAS = {
     "video": ["av>=11"],
     "face": ["opencv-python-headless>=4.5,<5"],  # 5.x no longer ships the Haar cascades
     "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
-    "train": ["opencv-python-headless>=4.5", "pyyaml>=6"],
+    "train": ["opencv-python-headless>=4.5", "pyyaml>=6", "tomli>=2; python_version < '3.11'"],
     "hf": ["huggingface_hub>=0.20"],
     "tf": ["tensorflow-cpu>=2.12"],
     "web": ["gradio>=4.0"],

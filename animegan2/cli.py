@@ -8,8 +8,10 @@ the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,16 +28,18 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
+_AddSubcommand = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]
+SUBCOMMANDS: list[_AddSubcommand] = []
 
 
-def subcommand(add: Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]):
+def subcommand(add: _AddSubcommand) -> _AddSubcommand:
     """Register a function that adds one subcommand's parser."""
     SUBCOMMANDS.append(add)
     return add
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``animegan2`` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="animegan2", description="AnimeGANv2 for PyTorch")
     parser.add_argument("--version", action="version", version=f"animegan2 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("animegan2: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 # --- stylize ---
@@ -245,8 +252,8 @@ def _run_weights(args) -> int:
         for spec in specs:
             print(f"{spec.name}: {spec.license}")
     elif args.action == "download":
-        if not args.names and not args.all:
-            raise ConfigError("name the weights to download, or give --all")
+        if bool(args.names) == args.all:
+            raise ConfigError("name the weights to download, or give --all (not both)")
         for name in list(zoo.load_manifest()) if args.all else args.names:
             print(zoo.fetch_weights(name, progress=not args.quiet))
     elif args.action == "import":
@@ -273,22 +280,37 @@ def _run_weights(args) -> int:
 def _add_serve(sub, common):
     p = sub.add_parser("serve", parents=[common], help="open the web app (extra: web)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_port, default=7860, help="TCP port, 1-65535 (default 7860)")
     p.add_argument("--weights", "--styles", dest="weights", action="append", default=[], metavar="NAME_OR_FILE",
                    help="a style to offer (zoo name or local file); repeatable; default: the whole zoo")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--examples", help="folder of photos for the style thumbnails shown at start-up")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, default=2_000_000, help="largest image stylized at full size")
-    p.add_argument("--max-video-seconds", type=float, default=15.0)
-    p.add_argument("--concurrency", type=int, default=1, help="requests stylized at once")
-    p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=20.0)
+    p.add_argument("--max-pixels", type=_positive_int, default=2_000_000, help="largest image stylized at full size")
+    p.add_argument("--max-video-seconds", type=_positive_float, default=15.0)
+    p.add_argument("--concurrency", type=_positive_int, default=1, help="requests stylized at once")
+    p.add_argument("--queue-size", type=_positive_int, default=16, help="requests waiting at most")
     p.set_defaults(func=_run_serve)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {text}")
+    return value
 
 
 def _run_serve(args) -> int:
     from .web import WebApp
 
+    _show_notices(args.quiet, args.debug)  # licence notes and trust-on-first-use pins of the styles it fetches
     app = WebApp(
         weights=args.weights, device=args.device, examples=args.examples, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, max_video_seconds=args.max_video_seconds, concurrency=args.concurrency,
@@ -406,7 +428,6 @@ def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint, describe, save_weights
-    from .errors import ConfigError
 
     if args.list:
         print(describe(args.src))
@@ -418,4 +439,99 @@ def _run_convert(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
               f"norm_eps={metadata['norm_eps']})")
+    return 0
+
+
+# --- data ---
+
+
+@subcommand
+def _add_data(sub, common):
+    p = sub.add_parser("data", parents=[common], help="prepare a training data set")
+    actions = p.add_subparsers(dest="data_action", required=True, metavar="ACTION")
+    s = actions.add_parser("smooth", parents=[common], help="edge-smooth anime frames (STYLE/style -> STYLE/smooth)")
+    s.add_argument("src", help="folder of anime frames")
+    s.add_argument("-o", "--output", required=True, help="output folder (same file names)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    s.set_defaults(func=_run_data_smooth)
+    r = actions.add_parser("prepare", parents=[common], help="resize/crop photos or video frames into a folder")
+    r.add_argument("src", help="folder of images, or a video file")
+    r.add_argument("-o", "--output", required=True, help="output folder")
+    r.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    r.add_argument("--fps", type=float, default=1.0, help="frames per second taken from a video (default 1)")
+    r.set_defaults(func=_run_data_prepare)
+    m = actions.add_parser("mean", parents=[common], help="print a style set's colour adjustment (B G R)")
+    m.add_argument("src", help="folder of anime frames (STYLE/style)")
+    m.set_defaults(func=_run_data_mean)
+
+
+def _report(report, quiet: bool) -> int:
+    if report.skipped or not quiet:
+        print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _run_data_smooth(args) -> int:
+    from .train import data
+
+    return _report(data.smooth_folder(args.src, args.output, workers=args.workers, progress=not args.quiet), args.quiet)
+
+
+def _run_data_prepare(args) -> int:
+    from .train import data
+
+    return _report(data.prepare(args.src, args.output, size=args.size, fps=args.fps, progress=not args.quiet), args.quiet)
+
+
+def _run_data_mean(args) -> int:
+    from .train import data
+
+    adjust, report = data.data_mean(args.src, progress=not args.quiet)
+    print(" ".join(f"{v:.4f}" for v in adjust))
+    return _report(report, True)
+
+
+# --- train ---
+
+
+@subcommand
+def _add_train(sub, common):
+    from .train.trainer import TrainConfig, config_types
+
+    p = sub.add_parser("train", parents=[common], help="train a style (AnimeGANv2 recipe); `train export` writes weights")
+    p.add_argument("--config", help="YAML/TOML file of settings (command-line options override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    types = config_types()
+    for f in dataclasses.fields(TrainConfig):
+        base, _ = types[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+        elif base is list:
+            p.add_argument(flag, type=float, nargs=3, default=None, help=f.metadata["help"])
+        else:
+            p.add_argument(flag, type=base, default=None, help=f.metadata["help"])
+    p.set_defaults(func=_run_train)
+    actions = p.add_subparsers(dest="train_action", metavar="[export]")
+    e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
+    e.add_argument("run", help="run folder (or its checkpoint.pt)")
+    e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    e.set_defaults(func=_run_train_export)
+
+
+def _run_train(args) -> int:
+    from .train import trainer
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(trainer.TrainConfig) if getattr(args, f.name) is not None}
+    cfg = trainer.resolve_config(args.config, args.resume, overrides)
+    out = trainer.train(cfg, resume=args.resume is not None, progress=not args.quiet)
+    if not args.quiet:
+        print(f"run saved in {out}; export it with: animegan2 train export {out} -o {cfg.style}.safetensors", file=sys.stderr)
+    return 0
+
+
+def _run_train_export(args) -> int:
+    from .train import trainer
+
+    print(trainer.export(args.run, args.output))
     return 0

@@ -12,10 +12,8 @@ only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import os
-import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from ._atomic import write_bytes_atomic
+from .download import file_digests
 from .errors import CheckpointError, ConfigError
 from .model import Generator
 from .model_v1 import GeneratorV1
@@ -198,14 +198,6 @@ def _first(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Convert a TF1 generator checkpoint (directory, prefix or ``.index``) to a state_dict in
     the published PyTorch layout, plus the metadata to store with it.
@@ -256,7 +248,7 @@ def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, st
         "upsample": arch.upsample,
         "norm_eps": arch.norm_eps,
         "source": ckpt.prefix.name,
-        "source_sha256": json.dumps({f.name: _sha256(f) for f in files}),
+        "source_sha256": json.dumps({f.name: file_digests(f)["sha256"] for f in files}),
         "converter": f"animegan2.convert {__version__}",
     }
     return state, metadata
@@ -278,19 +270,20 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
         raise ConfigError(f"output {out} must end in .pt (plain state_dict) or .safetensors")
     if not out.parent.is_dir():
         raise ConfigError(f"output directory {out.parent} does not exist; create it first")
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # same directory: os.replace is atomic
-    try:
-        if out.suffix == ".pt":
-            torch.save(dict(state), tmp)
-        else:
-            from safetensors.torch import save_file
+    # Serialized in memory (8.6 MB), then written by us: torch.save and safetensors' save_file
+    # hide I/O errors in their own types, and save_file makes 0600 files.
+    if out.suffix == ".pt":
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        data = buffer.getvalue()
+    else:
+        from safetensors.torch import save
 
-            save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, out)
+        data = save(state, metadata=metadata)
+    try:
+        write_bytes_atomic(out, data)
     except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; check that its folder is writable and has room") from exc
     return out
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from ._atomic import write_bytes_atomic
 from .errors import ChecksumError, DownloadError, MissingDependencyError, WeightsError, require
 
 log = logging.getLogger("animegan2")
@@ -59,6 +60,7 @@ class FileSpec:
 
     @property
     def has_digest(self) -> bool:
+        """Whether a published digest identifies the file (else it is pinned on first use)."""
         return bool(self.sha256 or self.sha1_git)
 
 
@@ -142,7 +144,8 @@ def file_digests(path: Path) -> dict[str, str]:
     return {"sha256": sha256.hexdigest(), "sha1_git": sha1_git.hexdigest()}
 
 
-def _pin_path(key: str, name: str) -> Path:
+def pin_path(key: str, name: str) -> Path:
+    """Where the trust-on-first-use sha256 of ``<key>/<name>`` is kept."""
     return inside(cache_dir(), "pins", *key.split("/"), name + ".sha256")
 
 
@@ -162,7 +165,7 @@ def verify_file(path: Path, spec: FileSpec, key: str, origin: str) -> None:
         if expected and not actual[algo].startswith(expected.lower()):
             note = unverified if algo in spec.unverified else ""
             raise ChecksumError(f"{spec.name} from {origin}: expected {algo} {expected}, got {actual[algo]}{note}")
-    pin = _pin_path(key, spec.name)
+    pin = pin_path(key, spec.name)
     if not spec.has_digest and pin.exists() and pin.read_text().strip() != actual["sha256"]:
         raise ChecksumError(
             f"{spec.name} from {origin}: sha256 {actual['sha256']} differs from {pin.read_text().strip()}, "
@@ -288,7 +291,7 @@ def _fetch_one(spec: FileSpec, part: Path, key: str, progress: bool, sources: Se
             failures.append(str(exc))
     detail = "; ".join(failures) or "no mirror listed"
     if checksum is not None:
-        raise ChecksumError(f"{checksum} [all sources: {detail}]")
+        raise ChecksumError(str(checksum) if len(failures) == 1 else f"{checksum} [all sources: {detail}]")
     raise DownloadError(f"could not download {spec.name}: {detail}")
 
 
@@ -333,7 +336,12 @@ def fetch(
     root = cache_dir()
     folder = inside(root, *key.split("/"))
     final = {spec.name: inside(folder, spec.name) for spec in files}
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
+        ) from exc
     with FileLock(str(folder) + ".lock"):
         missing = []
         for spec in files:
@@ -356,8 +364,14 @@ def fetch(
                 + (offline_hint or "Unset the variable to download it.")
             )
         parts = {spec.name: folder / (spec.name + ".part") for spec in missing}
-        for spec in missing:
-            _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
+        try:
+            for spec in missing:
+                _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
+        except WeightsError:
+            if sources:  # a failed import leaves nothing; a download keeps its partials to resume
+                for part in parts.values():
+                    part.unlink(missing_ok=True)
+            raise
         unpinned = [spec for spec in missing if not spec.has_digest] if pin_unknown else []
         if unpinned:
             if check is not None:
@@ -370,19 +384,13 @@ def fetch(
                         part.unlink(missing_ok=True)
                     raise ChecksumError(f"{key}: the downloaded files fail their integrity check: {exc}") from exc
             for spec in unpinned:
-                pin = _pin_path(key, spec.name)
+                pin = pin_path(key, spec.name)
                 digest = file_digests(parts[spec.name])["sha256"]
                 if not pin.exists():
                     pin.parent.mkdir(parents=True, exist_ok=True)
-                    _write_atomic(pin, digest + "\n")
+                    write_bytes_atomic(pin, (digest + "\n").encode())
                     log.warning("no published digest for %s/%s: pinned sha256 %s on first use", key, spec.name, digest)
         for spec in missing:
             os.replace(parts[spec.name], final[spec.name])
         return final
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)

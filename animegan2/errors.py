@@ -50,6 +50,10 @@ class ConfigError(AnimeGANError):
     """An option, a config file or a data set does not make sense."""
 
 
+class TrainingError(AnimeGANError):
+    """Training stopped because a loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
 class MissingDependencyError(AnimeGANError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 

@@ -26,6 +26,7 @@ from .stylize import BatchReport, Stylizer, _reason
 
 ON_MISSING = ("error", "center")
 _DETECT_MAX_SIDE = 1024  # faces are found on a copy no larger than this: cascades scale badly
+_EYE_SEARCH_WIDTH = 400  # eyes are searched on the face box resized to this width
 
 
 @dataclass(frozen=True)
@@ -89,37 +90,40 @@ def detect_face(image: Image.Image | np.ndarray) -> Face | None:
     True
     """
     cv2 = require("cv2", "face")
-    rgb = _as_rgb_array(image)
-    h, w = rgb.shape[:2]
+    full = cv2.cvtColor(_as_rgb_array(image), cv2.COLOR_RGB2GRAY)
+    h, w = full.shape
     scale = min(1.0, _DETECT_MAX_SIDE / max(h, w))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if scale < 1.0:
-        gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    min_side = max(24, min(gray.shape) // 12)
+    small = full if scale == 1.0 else cv2.resize(full, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    small = cv2.equalizeHist(small)
+    min_side = max(24, min(small.shape) // 12)
     faces = _cascade(cv2, "haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
+        small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
     )
     if len(faces) == 0:
         return None
-    x, y, fw, fh = (int(v) for v in max(faces, key=lambda b: b[2] * b[3]))
-    # Eyes sit in the upper part of a Haar face box; searching only there avoids nostrils and mouth.
-    roi = gray[y : y + fh * 11 // 20, x : x + fw]
-    candidates = _cascade(cv2, "haarcascade_eye.xml").detectMultiScale(
-        roi, scaleFactor=1.1, minNeighbors=5, minSize=(fw // 10, fw // 10), maxSize=(fw // 3, fw // 3)
+    x, y, fw, fh = (round(int(v) / scale) for v in max(faces, key=lambda b: b[2] * b[3]))
+    return Face(box=(x, y, fw, fh), eyes=_find_eyes(cv2, full, (x, y, fw, fh)))
+
+
+def _find_eyes(cv2, gray: np.ndarray, box: tuple[int, int, int, int]) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Eye centres in photo pixels, searched on the face box's upper part (no nostrils or
+    mouth) at a fixed width with its own contrast stretch; ``None`` unless both are found."""
+    x, y, fw, fh = box
+    face = gray[y : y + fh, x : x + fw]
+    k = _EYE_SEARCH_WIDTH / face.shape[1]
+    upper = face[: face.shape[0] * 11 // 20]
+    upper = cv2.equalizeHist(cv2.resize(upper, (_EYE_SEARCH_WIDTH, round(upper.shape[0] * k)), interpolation=cv2.INTER_AREA))
+    n = _EYE_SEARCH_WIDTH
+    found = _cascade(cv2, "haarcascade_eye.xml").detectMultiScale(
+        upper, scaleFactor=1.1, minNeighbors=5, minSize=(n // 10, n // 10), maxSize=(n // 3, n // 3)
     )
-    left = [e for e in candidates if e[0] + e[2] / 2 < fw / 2]
-    right = [e for e in candidates if e[0] + e[2] / 2 >= fw / 2]
-    eyes = None
-    if left and right:
-        el, er = (max(side, key=lambda e: e[2] * e[3]) for side in (left, right))
-        eyes = tuple(
-            (float((x + e[0] + e[2] / 2) / scale), float((y + e[1] + e[3] / 2) / scale)) for e in (el, er)
-        )
-        if abs(Face((0, 0, 0, 0), eyes).angle) > 45:
-            eyes = None
-    box = tuple(round(v / scale) for v in (x, y, fw, fh))
-    return Face(box=box, eyes=eyes)
+    left = [e for e in found if e[0] + e[2] / 2 < n / 2]
+    right = [e for e in found if e[0] + e[2] / 2 >= n / 2]
+    if not (left and right):
+        return None
+    el, er = (max(side, key=lambda e: e[2] * e[3]) for side in (left, right))
+    eyes = tuple((x + float((e[0] + e[2] / 2) / k), y + float((e[1] + e[3] / 2) / k)) for e in (el, er))
+    return eyes if abs(Face(box, eyes).angle) <= 45 else None
 
 
 def crop_face(image: Image.Image, face: Face, size: int = 512, margin: float = 0.5, align: bool = True) -> FaceCrop:
@@ -231,7 +235,12 @@ def face2paint(
         device: str | torch.device = device,
         **overrides,
     ) -> Image.Image:
+        unknown = set(overrides) - set(defaults)
+        if unknown:
+            raise TypeError(f"face2paint got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         opts = {**defaults, **overrides}
+        if opts["on_missing"] not in ON_MISSING:
+            raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {opts['on_missing']!r}")
         face = detect_face(img) if opts["detect"] else None
         if opts["detect"] and face is None and opts["on_missing"] == "error":
             raise FaceNotFoundError(

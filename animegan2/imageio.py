@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import secrets
 import struct
 import warnings
 import zlib
@@ -32,6 +31,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ._atomic import write_bytes_atomic
 from .errors import ImageError
 
 logger = logging.getLogger("animegan2")
@@ -311,23 +311,11 @@ def save_image(image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, forma
         return
     dest = Path(dest)
     data = encode_image(image, format_for(dest, format), quality=quality)
-    tmp = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
-        # os.open rather than mkstemp: the file gets the usual umask permissions, not 0600.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        tmp = None
+        write_bytes_atomic(dest, data)
     except OSError as exc:
         raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def to_tensor(pixels: np.ndarray, *, device: str | torch.device | None = None) -> Tensor:

@@ -1,8 +1,8 @@
 """Stylize a video: streaming decode -> batched stylize -> encode, audio passed through.
 
 Three stages run at once, joined by bounded queues so memory does not grow with the
-clip's length: a thread demuxes and decodes, a thread runs the model on batches, and
-the caller's thread encodes and muxes. Audio packets are remuxed untouched (no
+clip's length: a thread demuxes and decodes, the caller's thread runs the model on
+batches, and a thread encodes and muxes. Audio packets are remuxed untouched (no
 re-encode). The output is written under a temporary name and renamed at the end, so an
 interrupted run never leaves a broken file under the final name.
 """
@@ -208,7 +208,9 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
     vin.thread_type = "AUTO"
     in_rate = vin.average_rate or vin.guessed_rate or Fraction(25)
     rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(in_rate)
-    width, height = _even_size(vin.codec_context.width, vin.codec_context.height, size)
+    turns = _quarter_turns(av, src)
+    stored = (vin.codec_context.width, vin.codec_context.height)
+    width, height = _even_size(*(stored if turns % 2 == 0 else stored[::-1]), size)
     is_gif = tmp.suffix.lower() == ".gif"
     codec = _CODECS.get(tmp.suffix.lower(), _DEFAULT_CODEC)
     if codec not in av.codecs_available:
@@ -226,7 +228,15 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
             vout.options = {"crf": str(crf), "preset": "medium"}
         elif is_gif:
             vout.options = {"gifflags": "0"}  # its inter-frame diffs compare indices, wrong with a palette per frame
-        audio_map = {a.index: out.add_stream_from_template(a) for a in audio_in}
+        audio_map = {}
+        for a in audio_in:
+            try:
+                audio_map[a.index] = out.add_stream_from_template(a)
+            except ValueError as exc:
+                raise VideoError(
+                    f"a {dst.suffix} file cannot hold the {a.codec_context.name} audio of {src} as it is ({exc}); "
+                    "write .mkv (takes any audio) or the input's own container"
+                ) from exc
 
         total = _expected_frames(vin, inp, rate, start_s, end_s)
         cancel = threading.Event()
@@ -256,44 +266,14 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
 
             clip_end = None if end_s is None else end_s - (start_s or 0.0)
             for frame, repeats in _frame_ticks(frames(), float(rate) if fps else None, clip_end):
-                decoded.put(("frame", _to_rgb(frame, width, height), repeats))
+                decoded.put(("frame", _to_rgb(frame, width, height, turns), repeats))
             decoded.put(_STOP)
 
-        def stylize() -> None:
-            batch, repeats, audio = [], [], []
-            while True:
-                item = decoded.get()
-                if item is not _STOP and item[0] == "audio":
-                    audio.append(item[1])
-                    continue
-                if item is not _STOP:
-                    batch.append(item[1])
-                    repeats.append(item[2])
-                if batch and (len(batch) == batch_size or item is _STOP):
-                    outs = frames_fn(batch)
-                    if len(outs) != len(batch):
-                        raise VideoError(f"the stylizer returned {len(outs)} frames for {len(batch)}")
-                    styled.put((outs, repeats, audio))
-                    batch, repeats, audio = [], [], []
-                if item is _STOP:
-                    styled.put((batch, repeats, audio))
-                    styled.put(_STOP)
-                    return
-
-        workers = [_Worker(decode, "animegan2-decode", cancel), _Worker(stylize, "animegan2-stylize", cancel)]
-        for w in workers:
-            w.start()
-        written = copied = 0
-        t0 = time.perf_counter()
+        counts = {"written": 0, "copied": 0}
         bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
-        try:
-            while True:
-                try:
-                    item = styled.get()
-                except _Cancelled:
-                    break
-                if item is _STOP:
-                    break
+
+        def encode() -> None:
+            while (item := styled.get()) is not _STOP:
                 outs, repeats, audio = item
                 for packet in audio:
                     offset = int(round((start_s or 0.0) / packet.time_base))
@@ -301,24 +281,45 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
                     packet.dts -= offset
                     packet.stream = audio_map[packet.stream.index]
                     out.mux(packet)
-                    copied += 1
+                    counts["copied"] += 1
                 for rgb, n in zip(outs, repeats):
                     frame = _to_frame(av, rgb, is_gif, width, height)
                     for _ in range(n):
-                        frame.pts = written
+                        frame.pts = counts["written"]
                         out.mux(vout.encode(frame))
-                        written += 1
+                        counts["written"] += 1
                     bar.update(n)
-                _raise_failed(workers)
-            _raise_failed(workers)
             out.mux(vout.encode(None))
+
+        # The model runs in the caller's thread: torch's thread settings are per thread.
+        workers = [_Worker(decode, "animegan2-decode", cancel), _Worker(encode, "animegan2-encode", cancel)]
+        for w in workers:
+            w.start()
+        t0 = time.perf_counter()
+        try:
+            batch, repeats, audio = [], [], []
+            while (item := decoded.get()) is not _STOP:
+                if item[0] == "audio":
+                    audio.append(item[1])
+                    continue
+                batch.append(item[1])
+                repeats.append(item[2])
+                if len(batch) == batch_size:
+                    styled.put((_stylize(frames_fn, batch), repeats, audio))
+                    batch, repeats, audio = [], [], []
+            styled.put((_stylize(frames_fn, batch) if batch else [], repeats, audio))
+            styled.put(_STOP)
+        except _Cancelled:
+            pass  # a worker failed; its error is raised below
         except BaseException:
             cancel.set()
             raise
         finally:
-            bar.close()
             for w in workers:
                 w.join()
+            bar.close()
+        _raise_failed(workers)
+        written, copied = counts["written"], counts["copied"]
         if written == 0:
             raise VideoError(f"{src} has no frames between the given --start and --end")
     finally:
@@ -326,8 +327,26 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
     return written, rate, (width, height), copied, time.perf_counter() - t0
 
 
-def _to_rgb(frame, width: int, height: int) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+def _stylize(frames_fn: FramesFn, batch: list[np.ndarray]) -> list[np.ndarray]:
+    outs = frames_fn(batch)
+    if len(outs) != len(batch):
+        raise VideoError(f"the stylizer returned {len(outs)} frames for {len(batch)}")
+    return outs
+
+
+def _quarter_turns(av, src: Path) -> int:
+    """Counter-clockwise quarter turns that show the video upright (phones store a display
+    rotation instead of turning the pixels); read from the first frame."""
+    with av.open(str(src)) as probe:
+        first = next(probe.decode(video=0), None)
+    return round((first.rotation if first is not None else 0) / 90) % 4
+
+
+def _to_rgb(frame, width: int, height: int, turns: int = 0) -> np.ndarray:
+    """The frame upright as ``height`` x ``width`` RGB: the output has no display rotation."""
+    w, h = (width, height) if turns % 2 == 0 else (height, width)
+    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _raise_failed(workers: list[_Worker]) -> None:

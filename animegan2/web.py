@@ -4,12 +4,12 @@ A Gradio app (extra ``web``) that runs fully offline: it binds to 127.0.0.1 by d
 sends no analytics, uses system fonts only, and never creates a share link. Models are
 loaded once per style and reused; requests are queued with a configurable limit.
 
->>> app = WebApp(["face_paint_512_v2"]).build()   # doctest: +SKIP
->>> app.launch()                                    # doctest: +SKIP
+>>> WebApp(["face_paint_512_v2"]).launch()   # doctest: +SKIP
 
 The same file runs as a Hugging Face Space: the Space's ``app.py`` is
-``from animegan2.web import WebApp; WebApp().build().launch()`` and its
-``requirements.txt`` says ``animegan2[web,face,video]``.
+``from animegan2.web import WebApp; WebApp(["face_paint_512_v2", "hayao"]).launch("0.0.0.0", 7860)``
+and its ``requirements.txt`` says ``animegan2[web,face,video]``. (``build()`` alone gives the
+Blocks without the theme, the upload cap and the output folder that :meth:`WebApp.launch` sets.)
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ class WebApp:
             from .zoo import load_manifest
 
             self.weights = [name for name, spec in load_manifest().items() if spec.architecture.startswith("animegan")]
+        from .zoo import check_weights
+
+        for weights in self.weights:
+            check_weights(weights)  # a typo fails at start-up, not at the first request
+        if self.examples is not None and not Path(self.examples).is_dir():
+            raise ConfigError(f"examples folder {self.examples} does not exist; give a folder of photos or leave it out")
         self.styles = {_style_label(w): w for w in self.weights}
         if len(self.styles) != len(self.weights):
             raise ConfigError("two --weights share a name; rename one of the files")
@@ -259,16 +265,20 @@ class WebApp:
         """Build and serve the app until interrupted."""
         gr = _gradio()
         theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-        self.build().launch(
-            server_name=host,
-            server_port=port,
-            share=False,
-            theme=theme,
-            css=_CSS,
-            # Gradio's own cap is a backstop against filling the disk; the page's message comes
-            # from _check_upload, which sits below it.
-            max_file_size=int(2 * self.max_upload_mb * 1e6) + 1_000_000,
-            allowed_paths=[str(self._outdir)],
-            footer_links=["api"],
-            **kwargs,
-        )
+        app = self.build()
+        try:
+            app.launch(
+                server_name=host,
+                server_port=port,
+                share=False,
+                theme=theme,
+                css=_CSS,
+                # Gradio's own cap is a backstop against filling the disk; the page's message comes
+                # from _check_upload, which sits below it.
+                max_file_size=int(2 * self.max_upload_mb * 1e6) + 1_000_000,
+                allowed_paths=[str(self._outdir)],
+                footer_links=["api"],
+                **kwargs,
+            )
+        except OSError as exc:  # gradio's "Cannot find empty port", or an address not of this machine
+            raise ConfigError(f"cannot serve on {host}:{port}: {str(exc).split('. ')[0]}; choose another --port or --host") from exc

@@ -35,8 +35,14 @@ from .model_v1 import GeneratorV1
 
 BUNDLED_MANIFEST = Path(__file__).with_name("weights_manifest.json")
 DEFAULT_WEIGHTS = "face_paint_512_v2"
-FORMATS = ("torch-state-dict", "tf1-checkpoint", "onnx")
-ARCHITECTURES = {"animeganv2": "AnimeGANv2", "animeganv1": "AnimeGAN v1", "animeganv3": "AnimeGANv3"}  # id -> display
+FORMATS = ("torch-state-dict", "tf1-checkpoint", "onnx", "numpy")  # numpy: the trainer's vgg19.npy
+ARCHITECTURES = {
+    "animeganv2": "AnimeGANv2",
+    "animeganv1": "AnimeGAN v1",
+    "animeganv3": "AnimeGANv3",
+    "vgg19": "VGG19 (training features, animegan2.train)",
+}  # id -> display
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".index", ".ckpt")  # a string ending so is a path
 _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.")  # torch.hub's name-<sha256 prefix>.ext convention
 
 
@@ -73,6 +79,7 @@ class WeightSpec:
 
     @property
     def meta(self) -> WeightsMeta:
+        """How to run this entry's weights (what :func:`load_state_dict` returns for it)."""
         return WeightsMeta(self.architecture, self.upsample, self.norm_eps, self.size, self.style, self.name, self.license)
 
 
@@ -282,7 +289,7 @@ def _converted_path(spec: WeightSpec) -> Path:
     """Where the converted safetensors of a TF entry lives, keyed by its sources' digests."""
     digests = []
     for f in spec.files:
-        pin = download.cache_dir() / "pins" / spec.name / (f.name + ".sha256")
+        pin = download.pin_path(spec.name, f.name)
         digests.append(f.sha256 or f.sha1_git or (pin.read_text().strip() if pin.exists() else ""))
     key = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
     return download.cache_dir() / "converted" / f"{spec.name}-{key}.safetensors"
@@ -302,6 +309,10 @@ def _convert_cached(spec: WeightSpec, paths: dict[str, Path]) -> Path:
     return out
 
 
+def _files_cached(spec: WeightSpec) -> bool:
+    return all((download.cache_dir() / spec.name / f.name).exists() for f in spec.files)
+
+
 def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) -> Path:
     """Download (or find in the cache) and verify the manifest entry ``name``; return the
     file to load: the ``.pt`` or ``.onnx`` itself, or the converted ``.safetensors`` of a TF1
@@ -312,7 +323,7 @@ def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) 
     PosixPath('/root/.cache/torch/hub/animegan2/face_paint_512_v2/face_paint_512_v2.pt')
     """
     spec = get_spec(name)
-    fresh = not all((download.cache_dir() / spec.name / f.name).exists() for f in spec.files)
+    fresh = not _files_cached(spec)
     paths = _fetch_files(spec, progress, check_hash)
     if fresh:
         download.log.warning("licence note for %s: %s", spec.name, spec.license)
@@ -324,13 +335,12 @@ def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) 
 def cached_weights(name: str) -> Path | None:
     """The loadable cached file of entry ``name`` (see :func:`fetch_weights`), or None; no network."""
     spec = get_spec(name)
-    folder = download.cache_dir() / spec.name
-    if not all((folder / f.name).exists() for f in spec.files):
+    if not _files_cached(spec):
         return None
     if spec.format == "tf1-checkpoint":
         out = _converted_path(spec)
         return out if out.exists() else None
-    return folder / spec.files[0].name
+    return download.cache_dir() / spec.name / spec.files[0].name
 
 
 def import_weights(name: str, source: str | Path, *, progress: bool = True) -> Path:
@@ -374,6 +384,21 @@ def verify_cache() -> list[tuple[str, str, str | None]]:
 # --- loading ---
 
 
+def _meta_from(raw: dict[str, str], name: str) -> WeightsMeta:
+    """The :class:`WeightsMeta` of string metadata as :mod:`animegan2.convert` writes it (and
+    safetensors stores it); absent fields mean the published PyTorch weights' conventions."""
+    architecture = raw.get("architecture", "animeganv2")
+    v2 = architecture == "animeganv2"
+    return WeightsMeta(
+        architecture=architecture,
+        upsample=raw.get("upsample", "align_corners") if v2 else None,
+        norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
+        size=int(raw["size"]) if raw.get("size") else None,
+        style=raw.get("style"),
+        name=name,
+    )
+
+
 def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
@@ -384,29 +409,16 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"cannot read {path} as safetensors: {exc}") from exc
-        v2 = raw.get("architecture", "animeganv2") == "animeganv2"
-        meta = WeightsMeta(
-            architecture=raw.get("architecture", "animeganv2"),
-            upsample=raw.get("upsample", "align_corners") if v2 else None,
-            norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
-            size=int(raw["size"]) if raw.get("size") else None,
-            style=raw.get("style"),
-            name=path.stem,
-        )
-        return state, meta
+        return state, _meta_from(raw, path.stem)
     if path.suffix == ".onnx":
         raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")
+    if path.is_dir() and not _is_tf_checkpoint(path):
+        raise WeightsError(f"{path} is a folder without a TF1 checkpoint (no 'checkpoint' or .index file): give a weights file")
     if _is_tf_checkpoint(path):
         from .convert import convert_checkpoint
 
         state, metadata = convert_checkpoint(path)
-        v2 = metadata["architecture"] == "animeganv2"
-        return state, WeightsMeta(
-            architecture=metadata["architecture"],
-            upsample=metadata["upsample"] if v2 else None,
-            norm_eps=float(metadata["norm_eps"]) if v2 else None,
-            name=path.name,
-        )
+        return state, _meta_from(metadata, path.name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -415,8 +427,11 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
             f"could run code ({str(exc).splitlines()[0]}). Only plain state_dicts are loaded; "
             "re-save it as one (torch.save(model.state_dict(), ...)) from a trusted environment"
         ) from exc
-    except Exception as exc:
-        raise WeightsError(f"cannot load {path} as a PyTorch weights file: {exc}") from exc
+    except Exception as exc:  # torch.load fails on foreign bytes with EOFError, KeyError, RuntimeError, ...
+        detail = str(exc).splitlines()[0] if isinstance(exc, (OSError, RuntimeError)) else "not a torch.save file"
+        raise WeightsError(
+            f"cannot load {path}: {detail}; give a .pt/.pth state_dict, a .safetensors file or a TF1 checkpoint"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state_dict of tensors (found {type(state).__name__})")
     if "b1.0.1.weight" in state:  # a plain state_dict says nothing else about its architecture
@@ -443,17 +458,38 @@ def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     return download.fetch(key, [spec], progress=progress, check_hash=check_hash, pin_unknown=False)[name]
 
 
+def _is_url(weights: str | Path) -> bool:
+    return isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights) is not None
+
+
+def _local_or_spec(weights: str | Path) -> Path | WeightSpec:
+    """The existing local file ``weights`` names, or its manifest entry; no network."""
+    path = Path(weights).expanduser()
+    if path.exists() or Path(str(path) + ".index").is_file():
+        return path
+    if isinstance(weights, Path) or "/" in weights or os.sep in weights or path.suffix in _WEIGHT_SUFFIXES:
+        raise WeightsError(f"no weights named {str(weights)!r}: the file {path} does not exist")
+    return get_spec(weights)
+
+
+def check_weights(weights: str | Path) -> None:
+    """Raise :class:`WeightsError` at once if ``weights`` is neither an existing local file nor
+    a manifest name or alias; touches no network (URLs are checked when they are fetched).
+
+    >>> check_weights("webtoon")
+    """
+    if not _is_url(weights):
+        _local_or_spec(weights)
+
+
 def _resolve(weights: str | Path, progress: bool, check_hash: bool) -> tuple[Path, WeightSpec | None]:
     """The verified local file ``weights`` names, and its manifest entry if it is a name."""
-    if isinstance(weights, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", weights):
+    if _is_url(weights):
         return _remote(weights, progress, check_hash), None
-    path = Path(weights).expanduser()
-    if not (path.exists() or Path(str(path) + ".index").is_file()):
-        if isinstance(weights, Path):
-            raise WeightsError(f"no weights at {path}: the file does not exist")
-        spec = get_spec(weights)
-        return fetch_weights(spec.name, progress=progress, check_hash=check_hash), spec
-    return path, None
+    found = _local_or_spec(weights)
+    if isinstance(found, Path):
+        return found, None
+    return fetch_weights(found.name, progress=progress, check_hash=check_hash), found
 
 
 def load_state_dict(

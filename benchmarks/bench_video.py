@@ -11,6 +11,7 @@ A ratio near 1.0 means decoding and encoding hide behind the model's compute.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -92,6 +93,7 @@ def main() -> None:
     print(f"model only:  {model_fps:8.2f} frames/s")
     print(f"end to end:  {e2e_fps:8.2f} frames/s")
     print(f"ratio end-to-end / model-only: {e2e_fps / model_fps:.3f}")
+    print(f"peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 ``edge_smooth_reference`` is CartoonGAN's per-pixel loop; tests compare
 ``animegan2.train.data.edge_smooth`` with it and ``benchmarks/bench_smooth.py`` uses it as
-the baseline.
+the baseline. ``fake_caffe_layers`` makes tiny random VGG19 weights (tests never download).
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+CONV_NAMES = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4)) for i in range(1, n + 1)]
 
 
 def edge_smooth_reference(bgr: np.ndarray) -> np.ndarray:
@@ -27,3 +29,16 @@ def edge_smooth_reference(bgr: np.ndarray) -> np.ndarray:
         for c in range(3):
             out[y, x, c] = np.sum(np.multiply(pad_img[y : y + kernel_size, x : x + kernel_size, c], gauss))
     return out
+
+
+def fake_caffe_layers(seed: int = 0, widths: tuple[int, int, int, int] = (4, 4, 8, 8)) -> dict[str, list[np.ndarray]]:
+    """Tiny VGG19 weights in vgg19.npy's layout: W [3, 3, in, out] for BGR input, b [out]."""
+    rng = np.random.default_rng(seed)
+    layers, in_ch = {}, 3
+    for name in CONV_NAMES:
+        out = widths[int(name[4]) - 1]
+        w = rng.normal(0, (2 / (9 * in_ch)) ** 0.5, (3, 3, in_ch, out)).astype(np.float32)
+        layers[name] = [w, rng.normal(0, 0.1, out).astype(np.float32)]
+        in_ch = out
+    layers["fc6"] = [np.zeros((2, 2), np.float32), np.zeros(2, np.float32)]  # ignored beyond conv4_4
+    return layers

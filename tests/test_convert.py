@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -92,6 +94,12 @@ def test_pt_and_safetensors_match_tensorflow_output(converted, tf_v2_checkpoint,
         got = _run_tf_layout(model, x)
         assert got.shape == expected.shape == (1, size[0] // 4 * 4, size[1] // 4 * 4, 3)
         assert np.abs(got - expected).max() <= 2e-5, size
+    # The reference is sensitive to what matters: the upsampling semantics and the norm's epsilon.
+    x, expected = tf_v2_checkpoint.outputs[(130, 97)]
+    model.upsample = "half_pixel"
+    assert np.abs(_run_tf_layout(model, x) - expected).max() > 0.1
+    model.upsample, model.norm_eps = "tf", 1e-5
+    assert np.abs(_run_tf_layout(model, x) - expected).max() > 0.01
 
 
 def test_safetensors_metadata_drives_the_loader(converted, tf_v2_checkpoint, tmp_path):
@@ -225,6 +233,24 @@ def test_failed_write_leaves_nothing(converted, tmp_path):
     with pytest.raises(ConfigError, match="cannot write"):
         save_weights(*converted, tmp_path / "w.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_unwritable_output_folder_is_one_line(tf_v2_checkpoint, suffix, capsys):
+    # /proc takes no new files, even from root; torch.save and safetensors report it in their own types
+    assert main(["convert", str(tf_v2_checkpoint.directory), "-o", f"/proc/w{suffix}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"animegan2: error: cannot write /proc/w{suffix}: ") and err.count("\n") == 1
+    assert "writable" in err
+
+
+def test_written_files_get_the_usual_permissions(converted, tmp_path):
+    old = os.umask(0o022)
+    try:
+        for name in ("w.pt", "w.safetensors"):
+            assert stat.S_IMODE(save_weights(*converted, tmp_path / name).stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_cli_converts_and_reports(tf_v2_checkpoint, converted, tmp_path, capsys):

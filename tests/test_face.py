@@ -101,6 +101,9 @@ def test_no_face(model):
     assert np.array_equal(np.asarray(fallback), np.asarray(hub_face2paint(model, blank, 64, False)))
     with pytest.raises(ConfigError, match="on_missing"):
         face2paint(on_missing="skip")
+    with pytest.raises(TypeError, match="detct"):
+        face2paint()(model, blank, detct=True)
+    assert np.array_equal(np.asarray(face2paint(size=64)(model, blank, detect=True, on_missing="center")), np.asarray(fallback))
 
 
 def test_paste_back_keeps_the_photo_outside_the_face(model, testdata):
@@ -134,3 +137,16 @@ def test_cli_face(weights_file, testdata, tmp_path, capsys):
     assert Image.open(out / "crop.png").size == (64, 64)
     assert main(argv[:3] + ["-o", str(out / "b"), "--on-missing", "center"] + argv[5:]) == 0
     assert Image.open(out / "b" / "blank.png").size == (64, 64)
+
+
+def test_large_photo_is_searched_at_reduced_size(testdata):
+    photo = Image.open(testdata / "face_b.jpg").convert("RGB")
+    big = Image.new("RGB", (2400, 1600), (128, 128, 128))
+    big.paste(photo.resize((1408, 1408), Image.BICUBIC), (600, 100))  # 2x, offset
+    face = detect_face(big)
+    assert face is not None
+    x, y, w, h = face.box
+    cx0, cy0, cx1, cy1 = CORE["face_b.jpg"]
+    assert x <= 600 + 2 * cx0 and y <= 100 + 2 * cy0 and x + w >= 600 + 2 * cx1 and y + h >= 100 + 2 * cy1, face.box
+    for found, true in zip(face.eyes, EYES["face_b.jpg"]):
+        assert np.hypot(found[0] - (600 + 2 * true[0]), found[1] - (100 + 2 * true[1])) < 30, face.eyes

@@ -1,6 +1,7 @@
 """The TensorFlow-free checkpoint reader against checkpoints written by TensorFlow itself."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,10 @@ def test_accepts_directory_prefix_index_and_data_file(tf_v2_checkpoint):
         prefix,
         str(prefix) + ".index",
         str(prefix) + ".data-00000-of-00001",
+        str(prefix) + ".meta",
+        tf_v2_checkpoint.directory / "checkpoint",
     ]
-    assert {TFCheckpoint(p).prefix for p in forms} == {prefix}
+    assert [TFCheckpoint(p).prefix for p in forms] == [prefix] * len(forms)
 
 
 def test_directory_moved_since_saving_still_resolves(tf_v2_checkpoint, tmp_path):
@@ -159,6 +162,14 @@ def test_corrupted_data_byte_is_caught_naming_the_tensor(tf_v2_checkpoint, tmp_p
     assert ckpt.read("generator/G_MODEL/out_layer/Conv/weights").shape == (1, 1, 32, 3)
 
 
+def test_truncated_data_shard(tf_v2_checkpoint, tmp_path):
+    prefix = _copy(tf_v2_checkpoint.prefix, tmp_path)
+    data_file = tmp_path / "Hayao-64.ckpt.data-00000-of-00001"
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"data-00000-of-00001 is truncated: tensor 'generator/G_MODEL/"):
+        TFCheckpoint(prefix).verify()
+
+
 def test_truncated_index(tf_v2_checkpoint, tmp_path):
     prefix = _copy(tf_v2_checkpoint.prefix, tmp_path)
     index = tmp_path / "Hayao-64.ckpt.index"
@@ -208,3 +219,12 @@ def test_not_a_checkpoint(tmp_path):
 def test_unknown_tensor_name(tf_v2_checkpoint):
     with pytest.raises(CheckpointError, match="'nope' is not in the checkpoint"):
         TFCheckpoint(tf_v2_checkpoint.prefix).read("nope")
+
+
+def test_unreadable_index_is_a_checkpoint_error(tf_v2_checkpoint, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # root reads any file, so simulate a non-root user
+    with pytest.raises(CheckpointError, match=r"^cannot read .*Hayao-64\.ckpt\.index: Permission denied$"):
+        TFCheckpoint(tf_v2_checkpoint.prefix)

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+from animegan2 import cli
 from animegan2.errors import ConfigError
 from animegan2.train import data
 from tests.reference_train import edge_smooth_reference
@@ -78,6 +79,19 @@ def test_data_mean_hand_computed(tmp_path):
     # channel means B 20, G 30, R 40; their mean 30 -> (10, 0, -10)
     assert adjust == pytest.approx((10.0, 0.0, -10.0))
     assert report.written == 2 and report.skipped[0][0].name == "c.jpg"
+
+
+def test_data_cli_prints_the_mean_and_reports_skips(tmp_path, capsys):
+    a = np.zeros((4, 4, 3), np.uint8)
+    a[...] = (10, 20, 60)
+    cv2.imwrite(str(tmp_path / "a.png"), a)
+    (tmp_path / "c.jpg").write_bytes(b"")
+    assert cli.main(["data", "mean", "--quiet", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "20.0000 10.0000 -30.0000\n" and "skipped" in err and "c.jpg" in err
+    assert cli.main(["data", "smooth", "--quiet", "--workers", "1", str(tmp_path), "-o", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "a.png").exists() and not (tmp_path / "s" / "c.jpg").exists()
+    assert cli.main(["data", "prepare", "--quiet", str(tmp_path / "none"), "-o", str(tmp_path / "p")]) == 1
 
 
 def make_layout(root, n=2, size=16, style="toy"):

@@ -12,6 +12,7 @@ from animegan2.train import losses
 from animegan2.train.discriminator import Discriminator
 from animegan2.train.presets import PRESETS, get_preset
 from animegan2.train.vgg import CONV_INDEX, load_vgg19
+from tests.reference_train import fake_caffe_layers
 
 HAYAO = PRESETS["hayao"]
 
@@ -84,21 +85,6 @@ def test_presets_hold_the_recipe_weights():
 
 # --- VGG --------------------------------------------------------------------------------
 
-WIDTHS = (4, 4, 8, 8)
-
-
-def fake_caffe_layers(seed=0):
-    """Tiny VGG19 weights in vgg19.npy's layout: W [3, 3, in, out] for BGR input."""
-    rng = np.random.default_rng(seed)
-    layers, in_ch = {}, 3
-    for name in CONV_INDEX:
-        out = WIDTHS[int(name[4]) - 1]
-        layers[name] = [rng.normal(0, 0.2, (3, 3, in_ch, out)).astype(np.float32), rng.normal(0, 0.1, out).astype(np.float32)]
-        in_ch = out
-    layers["fc6"] = [np.zeros((2, 2), np.float32), np.zeros(2, np.float32)]  # ignored beyond conv4_4
-    return layers
-
-
 def write_both_formats(tmp_path):
     layers = fake_caffe_layers()
     npy = tmp_path / "vgg19.npy"
@@ -166,6 +152,18 @@ def test_vgg_npy_refuses_pickled_code(tmp_path):
     assert not evil.target.exists()
 
 
+def test_vgg_by_zoo_name_comes_from_the_verified_cache(tmp_path, monkeypatch):
+    from animegan2 import zoo
+
+    layers, npy, _ = write_both_formats(tmp_path)
+    zoo.import_weights("vgg19", npy, progress=False)  # as a download would land, pinned
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ANIMEGAN2_OFFLINE", "1")
+    assert zoo.get_spec("vgg19").format == "numpy"
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(load_vgg19("vgg19", progress=False)(image), load_vgg19(npy)(image))
+
+
 def test_vgg_wrong_file_is_a_clear_error(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(WeightsError, match="not a torchvision vgg19 state_dict"):
@@ -173,6 +171,8 @@ def test_vgg_wrong_file_is_a_clear_error(tmp_path):
     np.save(tmp_path / "plain.npy", np.zeros(3))
     with pytest.raises(WeightsError, match="not vgg19.npy"):
         load_vgg19(tmp_path / "plain.npy")
+    with pytest.raises(WeightsError):
+        load_vgg19(tmp_path / "missing.npy")  # neither a file nor a zoo name
 
 
 # --- discriminator ----------------------------------------------------------------------

@@ -144,6 +144,12 @@ def test_no_video_stream(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sound.m4a"]
 
 
+def test_audio_the_container_cannot_hold(clip, tmp_path):
+    with pytest.raises(VideoError, match="webm file cannot hold the aac audio.*write .mkv"):
+        stylize_video(clip, tmp_path / "out.webm", invert, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_not_a_video(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
@@ -228,3 +234,25 @@ def test_unwritable_output(clip, tmp_path):
     with pytest.raises(VideoError, match="out.mp4: .*Not a directory"):
         stylize_video(clip, not_a_dir / "out.mp4", invert, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_display_rotation_is_applied(tmp_path):
+    """A phone clip stores landscape pixels plus 'rotate 90 degrees counter-clockwise'."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.set_display_rotation(90)
+        band = np.zeros((H, W, 3), np.uint8)
+        band[:12] = 255  # top rows white: upright, they are the left columns
+        for _ in range(6):
+            c.mux(v.encode(av.VideoFrame.from_ndarray(band, format="rgb24")))
+        c.mux(v.encode(None))
+    result = stylize_video(src, tmp_path / "out.mp4", lambda frames: frames, progress=False)
+    assert result.size == (H, W)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        frame = next(c.decode(video=0))
+        assert frame.rotation == 0
+        rgb = frame.to_ndarray(format="rgb24").astype(int)
+    assert rgb.shape == (W, H, 3)
+    assert rgb[:, :10].mean() > 240 and rgb[:, 14:].mean() < 15

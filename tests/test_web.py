@@ -4,7 +4,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -130,3 +129,45 @@ def test_api_video_keeps_frames_and_audio_and_limits_length(server, tmp_path):
     short_limit = WebApp([str(server[1] / "toon.pt")], device="cpu", max_video_seconds=1.5)
     with pytest.raises(ConfigError, match=r"2.0 s long; the limit is 1.5 s"):
         short_limit.stylize_video(str(clip), "toon")
+
+
+def test_bad_start_up_options_fail_at_once_in_one_line(tmp_path, capsys):
+    from animegan2.cli import main
+
+    torch.save(random_state_dict(seed=3), tmp_path / "toon.pt")
+    assert main(["serve", "--weights", str(tmp_path / "tono.pt")]) == 1
+    assert capsys.readouterr().err == f"animegan2: error: no weights named '{tmp_path}/tono.pt': the file {tmp_path}/tono.pt does not exist\n"
+    assert main(["serve", "--weights", str(tmp_path / "toon.pt"), "--examples", str(tmp_path / "photos")]) == 1
+    assert capsys.readouterr().err.startswith(f"animegan2: error: examples folder {tmp_path}/photos does not exist;")
+    for option, value in [("--port", "99999"), ("--concurrency", "0"), ("--max-upload-mb", "-1")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", option, value])
+        assert exc.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--weights", str(tmp_path / "toon.pt"), "--port", str(port), "--device", "cpu", "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"animegan2: error: cannot serve on 127.0.0.1:{port}: Cannot find empty port in range: {port}-{port}; "
+        "choose another --port or --host\n"
+    )
+
+
+def test_serve_notices_are_one_prefixed_line_and_quiet_silences_them(monkeypatch, capsys):
+    import logging
+
+    from animegan2 import cli, web
+
+    class Fetching:  # stands for a WebApp whose styles are downloaded at start-up
+        def __init__(self, **kwargs):
+            logging.getLogger("animegan2").warning("licence note for hayao: non-commercial")
+
+        def launch(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(web, "WebApp", Fetching)
+    assert cli.main(["serve"]) == 0
+    assert capsys.readouterr().err == "animegan2: licence note for hayao: non-commercial\n"
+    assert cli.main(["serve", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

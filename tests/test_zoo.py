@@ -95,7 +95,7 @@ def test_bundled_manifest_has_the_published_entries():
     specs = zoo.load_manifest(zoo.BUNDLED_MANIFEST)
     assert set(specs) == {
         "hayao", "shinkai", "paprika", "face_paint_512_v1", "face_paint_512_v2", "celeba_distill", "paprika_pytorch",
-        "v1-hayao", "v3-hayao", "v3-shinkai",
+        "v1-hayao", "v3-hayao", "v3-shinkai", "vgg19",
     }
     assert zoo.get_spec("webtoon").name == "celeba_distill"
     fp2 = specs["face_paint_512_v2"].files[0]
@@ -196,6 +196,21 @@ def test_unknown_name_and_missing_path(manifest):
         zoo.load_state_dict("nope")
     with pytest.raises(WeightsError, match="does not exist"):
         zoo.load_state_dict(Path("nope.pt"))
+    # a string that is plainly a path is reported as a missing file, not as an unknown name
+    for text in ("nope.pt", "/no/such/folder", "weights/Hayao-64.ckpt", "v3.onnx"):
+        with pytest.raises(WeightsError, match=f"^no weights named '{text}': the file {text} does not exist$"):
+            zoo.load_state_dict(text)
+
+
+def test_files_that_are_not_weights_name_what_to_give(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "notes.pt").write_text("hello")
+    for name in ("empty.pt", "notes.pt"):
+        with pytest.raises(WeightsError, match=f"^cannot load {tmp_path / name}: not a torch.save file; give a .pt"):
+            zoo.load_generator(tmp_path / name)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(WeightsError, match="folder without a TF1 checkpoint"):
+        zoo.load_generator(str(tmp_path / "folder"))
 
 
 class _Evil:
@@ -407,6 +422,32 @@ def test_import_verifies_then_loads_offline(manifest, weights_bytes, tmp_path, m
     assert capsys.readouterr().out.strip().endswith(str(cache("tiny", "tiny.pt")))
 
 
+def test_failed_import_says_it_once_and_leaves_no_partial(manifest, weights_bytes, tmp_path, capsys):
+    good, other = _pt_bytes(2), _pt_bytes(3)
+    two = entry(["https://example.org/a.pt"], good, name="a.pt")
+    two["files"].append(entry(["https://example.org/b.pt"], other, name="b.pt")["files"][0])
+    manifest(two=two)
+    (tmp_path / "a.pt").write_bytes(good)
+    (tmp_path / "b.pt").write_bytes(weights_bytes)
+    assert cli.main(["weights", "import", "two", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"animegan2: error: b.pt from {tmp_path / 'b.pt'}: expected sha256 {hashlib.sha256(other).hexdigest()}, "
+        f"got {hashlib.sha256(weights_bytes).hexdigest()}\n"
+    )
+    assert list(cache("two").iterdir()) == []
+
+
+def test_unwritable_cache_is_one_line(manifest, weights_bytes, monkeypatch, capsys):
+    manifest(tiny=entry(["https://example.org/tiny.pt"], weights_bytes))
+    monkeypatch.setenv("ANIMEGAN2_HOME", "/proc/animegan2")  # even root cannot create folders there
+    assert cli.main(["weights", "download", "tiny"]) == 1
+    assert capsys.readouterr().err == (
+        "animegan2: error: cannot create the weights cache folder /proc/animegan2/tiny: No such file or directory; "
+        "set ANIMEGAN2_HOME to a writable folder\n"
+    )
+
+
 def test_verify_detects_a_cache_file_altered_on_disk(server, manifest, weights_bytes, capsys, caplog):
     url = server.add("/tiny.pt", weights_bytes)
     manifest(tiny=entry([url], weights_bytes), other=entry([server.url("/other.pt")], b"zz"))
@@ -443,6 +484,21 @@ def test_cli_list_download_all_and_path(server, manifest, weights_bytes, capsys)
     assert cli.main(["weights", "download", "--all", "-q"]) == 0
     assert server.gets("/other.pt") == [None] and server.gets("/tiny.pt") == [None]
     assert cli.main(["weights", "download", "nope"]) == 1
+    capsys.readouterr()
+    assert cli.main(["weights", "download", "tiny", "--all"]) == 1
+    assert capsys.readouterr().err == "animegan2: error: name the weights to download, or give --all (not both)\n"
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_traceback():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animegan2", "weights", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # like `| head -0`: the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=60), err) == (1, "")
 
 
 # --- Hugging Face ---

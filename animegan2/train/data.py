@@ -14,7 +14,6 @@ Images are read with OpenCV (BGR); the tools skip unreadable files and report th
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._atomic import write_bytes_atomic
 from ..errors import ConfigError, ImageError, require
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -66,26 +66,13 @@ def read_bgr(path: str | Path) -> np.ndarray:
     return image
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_bgr(path: str | Path, image: np.ndarray) -> None:
     """Encode a BGR array by ``path``'s suffix (JPEG quality 95) and write it atomically."""
     cv2 = require("cv2", "train")
     ok, buf = cv2.imencode(Path(path).suffix, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise ImageError(f"cannot encode {path}")
-    write_atomic(path, buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def edge_smooth(bgr: np.ndarray) -> np.ndarray:

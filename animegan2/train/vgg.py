@@ -9,6 +9,9 @@ Two weight formats load into the same module:
 * torchvision's ``vgg19`` state_dict (``features.N.weight`` as ``(out, in, 3, 3)``, RGB
   input), as ``.pt``/``.pth`` (loaded weights-only) or ``.safetensors``.
 
+:func:`load_vgg19` takes either file, or a model-zoo name (``"vgg19"``, the Caffe file,
+downloaded once and pinned by the zoo like any other weights).
+
 Input normalisation (DESIGN.md 2.4): ``"caffe"`` maps [-1, 1] RGB to 0..255 BGR minus the
 Caffe means (103.939, 116.779, 123.68), no std division -- the recipe's, the default for
 ``vgg19.npy``. ``"torchvision"`` maps to [0, 1] RGB with ImageNet mean/std -- how
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import zoo
 from ..errors import WeightsError
 
 NORMALIZATIONS = ("caffe", "torchvision")
@@ -154,17 +158,20 @@ def _state_from_torchvision(path: Path) -> dict[str, Tensor]:
     return {k: raw[k].float() for k in keys}
 
 
-def load_vgg19(path: str | Path, *, normalization: str | None = None) -> VGG19:
-    """Build a frozen :class:`VGG19` from a ``vgg19.npy`` (Caffe) or torchvision state_dict file.
+def load_vgg19(weights: str | Path, *, normalization: str | None = None, progress: bool = True) -> VGG19:
+    """Build a frozen :class:`VGG19` from a ``vgg19.npy`` (Caffe) or torchvision state_dict
+    file, or a model-zoo name (``"vgg19"``: downloaded once, digest-pinned, verified).
 
     ``normalization`` defaults to the one the format's weights were trained with
     (``"caffe"`` for ``.npy``, ``"torchvision"`` otherwise); ``conv1_1``'s input channels
     are reordered when the file's colour order (BGR / RGB) differs from the chosen one, so
     the same weights in either format give identical features.
+
+    >>> vgg = load_vgg19("vgg19")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = Path(weights)
     if not path.is_file():
-        raise WeightsError(f"VGG19 weights {path} not found: give vgg19.npy or a torchvision vgg19 file")
+        path = zoo.fetch_weights(str(weights), progress=progress)
     if path.suffix == ".npy":
         state, order = _state_from_caffe(read_caffe_npy(path), path), "bgr"
     else:

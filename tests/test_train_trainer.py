@@ -1,0 +1,214 @@
+"""The trainer on tiny synthetic data: init phase, adversarial phase, outputs, resume,
+DDP (torchrun, gloo), export, guards and errors before training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from animegan2 import cli, zoo
+from animegan2.errors import ConfigError, TrainingError
+from animegan2.train import losses, trainer
+from tests.reference_train import fake_caffe_layers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: threads only add contention on the shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """4 photos and 4 anime frames (+ smooth) of 32x32 noise, and a tiny VGG19."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for folder in ("train_photo", "toy/style", "toy/smooth", "val"):
+        (root / folder).mkdir(parents=True)
+    for i in range(4):
+        photo = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "train_photo" / f"{i}.png"), photo)
+        anime = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "toy/style" / f"{i}.png"), anime)
+        cv2.imwrite(str(root / "toy/smooth" / f"{i}.png"), cv2.GaussianBlur(anime, (5, 5), 0))
+    cv2.imwrite(str(root / "val" / "v.png"), photo)
+    np.save(root / "vgg19.npy", fake_caffe_layers(), allow_pickle=True)
+    return root
+
+
+def config(dataset, out, **kw):
+    values = dict(
+        data=str(dataset), style="toy", out=str(out), preset="hayao", vgg=str(dataset / "vgg19.npy"),
+        image_size=32, batch_size=2, epochs=2, init_epochs=1, workers=0, samples=2,
+    )  # fmt: skip
+    return trainer.make_config(values | kw)
+
+
+def run(dataset, out, resume=False, **kw):
+    trainer.train(config(dataset, out, **kw), resume=resume, progress=False)
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_init_phase_lowers_content_loss(dataset, tmp_path):
+    run(dataset, tmp_path / "run", epochs=4, init_epochs=4, lr_init=1e-3)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in log] == ["init"] * 4
+    assert log[-1]["init_content"] < 0.8 * log[0]["init_content"]
+
+
+def test_adversarial_steps_write_checkpoint_samples_and_log(dataset, tmp_path):
+    out = tmp_path / "run"
+    state = run(dataset, out)
+    assert state["step"] == 4 and state["epoch"] == 2
+    for key in ("generator", "discriminator", "opt_init", "opt_g", "opt_d", "scaler", "rng"):
+        assert key in state
+    assert state["opt_d"]["state"]  # D was stepped in the adversarial epoch
+    grid = cv2.imread(str(out / "samples" / "epoch_002.jpg"))
+    assert grid.shape == (32, 64, 3)  # one row per val photo: photo | G(photo)
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,phase") and rows[2].split(",")[:3] == ["2", "4", "gan"]
+    saved = trainer.read_config_file(out / "config.yaml")
+    assert saved["upsample"] == "tf" and saved["norm_eps"] == 1e-12 and len(saved["data_mean"]) == 3
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[1])
+    assert {"d_total", "g_content", "g_style", "g_color", "g_tv", "g_adv", "g_grad_norm", "d_grad_norm"} <= set(record)
+
+
+def test_resume_is_bit_identical(dataset, tmp_path):
+    # 3 steps per epoch (6 photos): stopping at step 2 resumes mid-epoch, then crosses into the GAN phase.
+    data6 = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(dataset, data6)
+    for i in (4, 5):
+        shutil.copy(data6 / "train_photo" / "0.png", data6 / "train_photo" / f"{i}.png")
+    straight = run(data6, tmp_path / "a", max_steps=4, epochs=3)
+    run(data6, tmp_path / "b", max_steps=2, epochs=3)
+    cfg = trainer.resolve_config(resume=tmp_path / "b", overrides={"max_steps": 4})
+    trainer.train(cfg, resume=True, progress=False)
+    resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == straight["step"] == 4
+    for part in ("generator", "discriminator"):
+        for k, v in straight[part].items():
+            assert torch.equal(v, resumed[part][k]), (part, k)
+    assert torch.equal(straight["opt_d"]["state"][0]["exp_avg"], resumed["opt_d"]["state"][0]["exp_avg"])
+
+
+def test_torchrun_two_processes_equal_one_process_with_the_combined_batch(dataset, tmp_path):
+    args = [
+        "-m", "animegan2", "train", "--quiet", "--data", str(dataset), "--style", "toy", "--preset", "hayao",
+        "--vgg", str(dataset / "vgg19.npy"), "--image-size", "32", "--epochs", "2", "--init-epochs", "1",
+        "--workers", "0", "--device", "cpu", "--samples", "1",
+    ]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run([*ddp, *args, "--batch-size", "1", "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=REPO, timeout=240)
+    a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
+    b = run(dataset, tmp_path / "one", batch_size=2, device="cpu", samples=1)
+    assert a["step"] == b["step"] == 4
+    # Gradients: Adam's first moment after the last init step is 0.5 * (averaged) gradient.
+    for i, s in b["opt_init"]["state"].items():
+        assert torch.allclose(a["opt_init"]["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-3, atol=1e-5)
+    # Weights: Adam moves every element by about +-lr whatever the gradient's size, so a
+    # near-zero gradient whose sign differs by float rounding moves it the other way: a few
+    # elements may differ by up to 2 * lr_g per adversarial step (2 steps: 8e-5); the rest agree.
+    for part in ("generator", "discriminator"):
+        diff = torch.cat([(a[part][k] - v).abs().flatten() for k, v in b[part].items() if v.is_floating_point()])
+        assert diff.max().item() <= 8.1e-5, part
+        assert (diff > 1e-6).float().mean().item() < 0.01, part
+    assert (tmp_path / "ddp" / "samples" / "epoch_002.jpg").stat().st_size > 0
+
+
+def test_export_loads_through_the_zoo_with_the_same_outputs(dataset, tmp_path):
+    out = tmp_path / "run"
+    state = run(dataset, out, max_steps=3)
+    assert cli.main(["train", "export", str(out), "-o", str(tmp_path / "toy.safetensors")]) == 0
+    g = torch.hub.load(REPO, "generator", source="local", pretrained=str(tmp_path / "toy.safetensors"))
+    assert (g.upsample, g.norm_eps) == ("tf", 1e-12)
+    _, meta = zoo.load_state_dict(tmp_path / "toy.safetensors")
+    assert (meta.style, meta.size) == ("toy", 32)
+    trained = trainer.Generator(upsample="tf", norm_eps=1e-12)
+    trained.load_state_dict(state["generator"])
+    x = torch.rand(1, 3, 36, 28) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(g(x), trained.eval()(x))
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = losses.content_loss
+
+    def flaky(a, b):
+        calls["n"] += 1
+        return real(a, b) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(losses, "content_loss", flaky)
+    with pytest.raises(TrainingError, match=r"step 3: the init_content loss became nan.*last good checkpoint"):
+        run(dataset, tmp_path / "run", init_epochs=2, checkpoint_every=1)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("empty_style", "has no images"),
+        ("no_smooth", "lacks"),
+        ("corrupt", "unreadable image"),
+        ("unknown_key", "unknown setting.*learning_rate"),
+    ],
+)
+def test_bad_data_or_config_fails_before_training(dataset, tmp_path, capsys, breakage, message):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {data}\nstyle: toy\npreset: hayao\nvgg: {data / 'vgg19.npy'}\nimage_size: 32\nworkers: 0\n")
+    if breakage == "empty_style":
+        for f in (data / "toy" / "style").iterdir():
+            f.unlink()
+    elif breakage == "no_smooth":
+        shutil.rmtree(data / "toy" / "smooth")
+    elif breakage == "corrupt":
+        (data / "toy" / "style" / "1.png").write_bytes(b"\x89PNG broken")
+    else:
+        cfg.write_text(cfg.read_text() + "learning_rate: 0.1\n")
+    assert cli.main(["train", "--quiet", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("animegan2: error:") and __import__("re").search(message, err)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_toml_config_and_command_line_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data = "d"\nstyle = "Shinkai"\nout = "o"\nepochs = 5\ninit_epochs = 1\nw_col = 3\n')
+    c = trainer.resolve_config(cfg, overrides={"epochs": 7})
+    assert (c.epochs, c.init_epochs, c.batch_size, c.lr_g, c.lr_d) == (7, 1, 12, 2e-5, 4e-5)
+    p = trainer.preset_of(c)
+    assert (p.col, p.con, p.d_smooth) == (3.0, 1.2, 1.0)
+    with pytest.raises(ConfigError, match="has no preset"):
+        trainer.make_config({"data": "d", "style": "mine", "out": "o"})
+    with pytest.raises(ConfigError, match="data_mean must be 3 numbers"):
+        trainer.make_config({"data": "d", "style": "hayao", "out": "o", "data_mean": [1, 2, "x"]})
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        trainer.make_config({"data": "d", "style": "hayao", "out": "o", "epochs": "many"})
+
+
+def test_init_from_zoo_weights_starts_there_with_their_numerics(dataset, tmp_path):
+    torch.manual_seed(5)
+    start = trainer.Generator().state_dict()
+    torch.save(start, tmp_path / "published.pt")  # a plain .pt: the published port's align_corners, 1e-5
+    state = run(dataset, tmp_path / "run", max_steps=1, init_from=str(tmp_path / "published.pt"))
+    saved = trainer.read_config_file(tmp_path / "run" / "config.yaml")
+    assert (saved["upsample"], saved["norm_eps"]) == ("align_corners", 1e-5)
+    # one Adam step moves each weight by at most about lr_init (2e-4) from where it started
+    assert max((state["generator"][k] - v).abs().max().item() for k, v in start.items()) <= 2.1e-4
