@@ -272,10 +272,11 @@ class Stylizer:
         with torch.inference_mode(), autocast:
             for chunk in x.split(self.batch_size):
                 padded = pad_reflect(chunk, ph - h, pw - w)
-                if self.memory == "low":
+                if self.memory == "low":  # both return CPU tensors
                     y = run_low_memory(self.model, padded, max_memory=self.max_memory, progress=self.progress)
+                    y = y.to(padded.device)
                 elif self.memory == "tiled":
-                    y = run_tiled(self.model, padded, progress=self.progress)
+                    y = run_tiled(self.model, padded, progress=self.progress).to(padded.device)
                 else:
                     y = self.model(padded)
                 outputs.append(y[..., :h, :w].float())

@@ -158,3 +158,21 @@ def test_stylizer_memory_modes():
         Stylizer(g, device="cpu", memory="small")
     with pytest.raises(ConfigError, match="AnimeGANv2 generators only"):
         run_low_memory(torch.nn.Identity(), _input(8, 8))
+
+
+def test_cli_memory_flags(tmp_path, capsys):
+    from animegan2.cli import main
+
+    weights = tmp_path / "w.pt"
+    torch.save(random_state_dict(3), weights)
+    Image.fromarray((np.random.default_rng(1).random((40, 57, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    outputs = {}
+    for memory in ("normal", "low"):
+        out = tmp_path / f"{memory}.png"
+        args = [str(tmp_path / "in.png"), "-o", str(out), "--weights", str(weights), "--memory", memory, "-q"]
+        assert main(["stylize", *args, "--max-memory", "1KB"]) == 0
+        outputs[memory] = np.asarray(Image.open(out)).astype(int)
+    assert np.abs(outputs["normal"] - outputs["low"]).max() <= 1
+    assert main(["stylize", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.png"), "--weights", str(weights),
+                 "--memory", "low", "--max-memory", "lots", "-q"]) == 1  # fmt: skip
+    assert "cannot read memory size 'lots'" in capsys.readouterr().err
