@@ -68,9 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-# --- stylize ---
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -97,6 +94,9 @@ def _show_notices(quiet: bool, debug: bool) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("animegan2: %(message)s"))
         logger.addHandler(handler)
+
+
+# --- stylize ---
 
 
 @subcommand

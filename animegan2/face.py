@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import ConfigError, FaceNotFoundError, require
 from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
-from .stylize import BatchReport, Stylizer, _reason
+from .stylize import BatchReport, Stylizer, failure_reason
 
 ON_MISSING = ("error", "center")
 _DETECT_MAX_SIDE = 1024  # faces are found on a copy no larger than this: cascades scale badly
@@ -283,5 +283,5 @@ def paint_files(
             save_image(DecodedImage(out, alpha, image.icc_profile, image.exif), dst)
             report.done.append((str(src), str(dst)))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-            report.failed.append((str(src), _reason(exc), exc))
+            report.failed.append((str(src), failure_reason(exc), exc))
     return report

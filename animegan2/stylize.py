@@ -149,7 +149,9 @@ class BatchReport:
         return not self.failed
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a file failed, as batch reports list it: our own messages as they
+    are, anything else prefixed with its exception type."""
     return str(exc) if isinstance(exc, AnimeGANError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -392,7 +394,7 @@ class Stylizer:
                                 raise ImageError(f"{label}: the output would replace its input; choose another name")
                         decoded.append((src, dst, load_image(src)))
                     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-                        report.failed.append((label, _reason(exc), exc))
+                        report.failed.append((label, failure_reason(exc), exc))
                         bar.update()
                 if decoded:
                     self._stylize_and_save(decoded, report, bar, format, side_by_side)
@@ -403,7 +405,7 @@ class Stylizer:
             results = self.stylize_decoded([image for _, _, image in items], [source_name(src) for src, _, _ in items])
         except Exception as exc:  # noqa: BLE001
             for src, _, _ in items:
-                report.failed.append((source_name(src), _reason(exc), exc))
+                report.failed.append((source_name(src), failure_reason(exc), exc))
                 bar.update()
             return
         for (src, dst, image), result in zip(items, results):
@@ -413,7 +415,7 @@ class Stylizer:
                 save_image(result, dst, format=format)
                 report.done.append((source_name(src), source_name(dst)))
             except Exception as exc:  # noqa: BLE001
-                report.failed.append((source_name(src), _reason(exc), exc))
+                report.failed.append((source_name(src), failure_reason(exc), exc))
             bar.update()
 
 
