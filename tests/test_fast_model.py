@@ -1,9 +1,10 @@
-"""The fast inference path of ``Generator`` against the straightforward reference, and the
-autograd path that training uses."""
+"""The fast inference path of ``Generator`` (layer by layer over row strips) against the
+straightforward reference, and the autograd path that training uses."""
 
 import pytest
 import torch
 
+from animegan2 import layerwise
 from animegan2.model import Generator, upsample2x_tf, resize_bilinear_tf
 from tests.reference import ReferenceGenerator, random_state_dict
 
@@ -30,6 +31,31 @@ def test_fast_path_matches_reference_with_tf_epsilon(state, mode, size):
         want, got = ref(x), g(x)
     assert got.shape == want.shape
     assert (got - want).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["tf", "align_corners", "half_pixel"])
+def test_fast_path_in_many_strips_matches_reference(state, mode, monkeypatch):
+    """Strips of the minimum 8 rows: every pass in several strips, with halos, the
+    stride-2 and upsampling row mappings, moments pooled over strips and recycled buffers."""
+    monkeypatch.setattr(layerwise, "_STRIP_BYTES", 1)
+    ref, g = _pair(state, mode, 1e-5)
+    x = torch.rand(2, 3, 71, 45) * 2 - 1
+    with torch.inference_mode():
+        want, got = ref(x), g(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+def test_pool_reuses_the_smallest_fitting_buffer_and_drops_the_rest():
+    pool = layerwise._Pool(torch.device("cpu"), torch.float32)
+    small, big = pool.take(10), pool.take(100)
+    pool.give(big)
+    pool.give(small)
+    assert pool.take(8) is small
+    assert pool.take(50) is big
+    pool.give(small)
+    fresh = pool.take(200)  # nothing fits: the free buffers are let go, not kept
+    assert fresh.numel() == 200 and pool.free == []
 
 
 def test_fast_path_leaves_the_input_alone_and_batches_independently(state):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan2 import lowmem
+from animegan2 import layerwise
 from animegan2.errors import ConfigError
 from animegan2.lowmem import parse_memory, run_low_memory, run_tiled
 from animegan2.model import UPSAMPLE_MODES, Generator
@@ -31,13 +31,13 @@ def _input(h: int, w: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-class _SpyStore(lowmem._Store):
+class _SpyStore(layerwise._Store):
     """Records whether each store went to RAM or to a memory-mapped file."""
 
     kinds: list[str] = []
 
-    def __init__(self, shape, path):
-        super().__init__(shape, path)
+    def __init__(self, shape, pool, path=None):
+        super().__init__(shape, pool, path)
         _SpyStore.kinds.append("ram" if path is None else "file")
 
 
@@ -46,10 +46,10 @@ def test_low_spilled_to_files_matches_in_memory(mode, size, tmp_path, monkeypatc
     """Strips of 3 rows (many strips, every halo and border case) and a 1-byte budget:
     every intermediate map goes through a memory-mapped file."""
     _SpyStore.kinds = []
-    monkeypatch.setattr(lowmem, "_Store", _SpyStore)
+    monkeypatch.setattr(layerwise, "_Store", _SpyStore)
     g, x = _generator(mode), _input(*size)
     with torch.inference_mode():
-        expected = g(x)
+        expected = g.forward_layers(x)
     got = run_low_memory(g, x, max_memory=1, tile_rows=3, tmp_dir=tmp_path)
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
@@ -79,7 +79,7 @@ def test_temp_files_removed_after_error(tmp_path, monkeypatch):
         calls.append(sorted(os.listdir(self.spill_dir)))
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(lowmem._LowMemoryRun, "materialize", failing_materialize)
+    monkeypatch.setattr(layerwise._LayerwiseRun, "materialize", failing_materialize)
     with pytest.raises(RuntimeError, match="injected"):
         run_low_memory(_generator("tf"), _input(24, 24), max_memory=1, tile_rows=5, tmp_dir=tmp_path)
     assert calls and len(calls[0]) >= 2  # files existed when it failed
@@ -110,8 +110,8 @@ _CHILD = """
 
 
 def test_low_memory_respects_budget():
-    """448x448: in memory the process peaks well above 400 MiB (~590); low mode stays under it."""
-    in_memory = _peak_rss_mib(_CHILD.format(call="with torch.inference_mode(): g(x)"))
+    """448x448: module by module the process peaks well above 400 MiB (~590); low mode stays under it."""
+    in_memory = _peak_rss_mib(_CHILD.format(call="with torch.inference_mode(): g.forward_layers(x)"))
     low = _peak_rss_mib(_CHILD.format(call="run_low_memory(g, x, max_memory='400MB')"))
     assert in_memory > 500
     assert low <= 400
