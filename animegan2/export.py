@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._atomic import write_bytes_atomic
 from .errors import ConfigError, ImageError, WeightsError, require
 from .model import Generator, upsample2x, upsample2x_tf
 from .onnx_v3 import onnx_providers
@@ -80,16 +81,10 @@ def _check_generator(model: nn.Module) -> Generator:
 
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    # Exports may name a folder that does not exist yet.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
     return path
 
 
