@@ -1,4 +1,4 @@
-"""Peak memory and time of exact low-memory mode (and the approximate tiled mode) against
+"""Peak memory and time of the default path, exact low-memory mode (and the approximate tiled mode) against
 the straightforward eager baseline (``tests/reference.py``), each case in its own child
 process so the OS measures its peak RSS (``wait4`` / ``ru_maxrss``).
 
@@ -41,7 +41,7 @@ def _child(args: argparse.Namespace) -> None:
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        if args.case == "baseline":
+        if args.case in ("baseline", "default"):
             with torch.inference_mode():
                 y = net(x)
         elif args.case == "low":
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1024,2048", help="square sizes (or WxH) run in every mode ('none' to skip)")
     parser.add_argument("--big", default="6000x4000", help="WxH run in low mode only ('none' to skip)")
-    parser.add_argument("--modes", default="baseline,low,tiled")
+    parser.add_argument("--modes", default="baseline,default,low,tiled")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (the big case runs once)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--max-memory", default="2GB")
