@@ -58,13 +58,22 @@ def pooled_moments(counts: Tensor, means: Tensor, variances: Tensor) -> tuple[fl
     return mean.item(), ((counts * (variances + (means - mean).square())).sum() / total).item()
 
 
+def _uses_stats_kernel(device: torch.device) -> bool:
+    return device.type in ("cpu", "cuda")
+
+
 def _moments(y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Counts, means and variances of the columns of a (1, C, H, W) map, for
-    :func:`pooled_moments`. The batch-norm statistics kernel is two-pass, vectorised and
-    multi-threaded (GroupNorm's runs one thread when there is one group); on the contiguous
-    map permuted so its columns are the channels it reads memory in order."""
+    """Counts, means and variances (on the CPU) of the columns of a (1, C, H, W) map, for
+    :func:`pooled_moments`. On CPU and CUDA the batch-norm statistics kernel computes them:
+    two-pass, vectorised, multi-threaded (GroupNorm's runs one thread when there is one
+    group), and on the contiguous map permuted so its columns are the channels it reads
+    memory in order. Other devices (MPS) take ``var_mean``."""
     columns = y.contiguous().permute(0, 3, 1, 2)
-    means, variances = (t.cpu() for t in torch.batch_norm_update_stats(columns, None, None, 0.0))
+    if _uses_stats_kernel(y.device):
+        means, variances = torch.batch_norm_update_stats(columns, None, None, 0.0)
+    else:
+        variances, means = torch.var_mean(columns, dim=(0, 2, 3), correction=0)
+    means, variances = means.cpu(), variances.cpu()
     return torch.full_like(means, y.shape[1] * y.shape[2]), means, variances
 
 

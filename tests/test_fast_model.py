@@ -46,6 +46,17 @@ def test_fast_path_in_many_strips_matches_reference(state, mode, monkeypatch):
     assert (got - want).abs().max().item() <= 1e-5
 
 
+def test_column_moments_on_every_device_kind_equal_float64(monkeypatch):
+    y = torch.randn(1, 5, 7, 9) * 3 + 1
+    want = y.double().permute(3, 0, 1, 2).reshape(9, -1)
+    for kind in ("cpu", "mps"):  # "mps": the var_mean branch other devices take, run on CPU
+        monkeypatch.setattr(layerwise, "_uses_stats_kernel", lambda device, kind=kind: kind == "cpu")
+        counts, means, variances = layerwise._moments(y)
+        assert counts.tolist() == [35.0] * 9
+        assert torch.allclose(means.double(), want.mean(1), atol=1e-6)
+        assert torch.allclose(variances.double(), want.var(1, correction=0), atol=1e-5)
+
+
 def test_pool_reuses_the_smallest_fitting_buffer_and_drops_the_rest():
     pool = layerwise._Pool(torch.device("cpu"), torch.float32)
     small, big = pool.take(10), pool.take(100)
