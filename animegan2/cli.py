@@ -232,7 +232,7 @@ def _add_weights(sub, common):
     imp = actions.add_parser("import", parents=[common], help="verify a file obtained elsewhere and put it in the cache")
     imp.add_argument("name", metavar="NAME")
     imp.add_argument("source", metavar="FILE_OR_DIR")
-    actions.add_parser("verify", parents=[common], help="re-hash every cached file against the manifest")
+    actions.add_parser("verify", parents=[common], help="re-hash every cached file against the manifest and re-check TF conversions")
     path = actions.add_parser("path", parents=[common], help="print the cached file of a named weight")
     path.add_argument("name", metavar="NAME")
     p.set_defaults(func=_run_weights)

@@ -366,19 +366,48 @@ def import_weights(name: str, source: str | Path, *, progress: bool = True) -> P
 
 
 def verify_cache() -> list[tuple[str, str, str | None]]:
-    """Re-hash every cached file of every manifest entry: (entry, file, problem or None)."""
+    """Re-hash every cached file of every manifest entry: (entry, file, problem or None).
+    A TF1 entry's converted ``.safetensors`` is checked too, once its sources pass: against a
+    fresh conversion of them."""
     report = []
     for spec in load_manifest().values():
+        checked = []
         for f in spec.files:
             path = download.cache_dir() / spec.name / f.name
             if not path.exists():
                 continue
             try:
                 download.verify_file(path, f, spec.name, f"the cache ({path})")
-                report.append((spec.name, f.name, None))
+                checked.append((spec.name, f.name, None))
             except WeightsError as exc:
-                report.append((spec.name, f.name, str(exc)))
+                checked.append((spec.name, f.name, str(exc)))
+        report += checked
+        converted = _converted_path(spec) if spec.format == "tf1-checkpoint" else None
+        sources_ok = len(checked) == len(spec.files) and not any(problem for *_, problem in checked)
+        if converted is not None and converted.exists() and sources_ok:
+            report.append((spec.name, converted.name, _conversion_problem(spec, converted)))
     return report
+
+
+def _conversion_problem(spec: WeightSpec, converted: Path) -> str | None:
+    """Why a cached conversion is not what the entry's cached sources convert to, or None."""
+    from safetensors import SafetensorError, safe_open
+
+    from .convert import convert_checkpoint
+
+    state, metadata = convert_checkpoint(download.cache_dir() / spec.name / _tf_prefix(spec))
+    redo = "delete it and it is converted again on next use"
+    try:
+        with safe_open(str(converted), "pt") as f:
+            cached_meta, cached = f.metadata() or {}, {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        return f"cannot read the converted file {converted} ({exc}); {redo}"
+    same_tensors = cached.keys() == state.keys() and all(torch.equal(cached[k], v) for k, v in state.items())
+    # the converter's version may differ; what it converted from may not
+    same_meta = all(cached_meta.get(k) == v for k, v in metadata.items() if k != "converter")
+    if not (same_tensors and same_meta):
+        return f"the converted file {converted} differs from a fresh conversion of its verified sources; {redo}"
+    return None
 
 
 # --- loading ---

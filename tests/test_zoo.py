@@ -572,6 +572,22 @@ def test_tf1_entry_is_downloaded_pinned_converted_and_cached(tf_v2_checkpoint, s
     assert capsys.readouterr().out.strip() == str(converted)
 
 
+def test_verify_checks_the_converted_file_of_a_tf1_entry(tf_v2_checkpoint, server, manifest, capsys):
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    zoo.load_state_dict("hayao", progress=False)
+    (converted,) = cache("converted").glob("hayao-*.safetensors")
+    assert cli.main(["weights", "verify"]) == 0
+    assert f"hayao/{converted.name}: ok" in capsys.readouterr().out
+    data = bytearray(converted.read_bytes())
+    data[-5] ^= 0x40  # a weight's bits: the file still parses
+    converted.write_bytes(bytes(data))
+    assert cli.main(["weights", "verify"]) == 1
+    assert f"hayao/{converted.name}: BAD (the converted file {converted} differs from a fresh conversion" in capsys.readouterr().out
+    converted.write_bytes(bytes(data[:100]))
+    ((_, name, problem),) = [row for row in zoo.verify_cache() if row[1] == converted.name]
+    assert problem.startswith(f"cannot read the converted file {converted}")
+
+
 def test_tf1_local_checkpoint_and_import(tf_v2_checkpoint, server, manifest, monkeypatch):
     for form in (tf_v2_checkpoint.directory, str(tf_v2_checkpoint.prefix), Path(str(tf_v2_checkpoint.prefix) + ".index")):
         model = zoo.load_generator(form)
