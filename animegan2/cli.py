@@ -345,6 +345,9 @@ def _add_face(sub, common):
     p.add_argument("--on-missing", choices=["error", "center"], default="error",
                    help="no face found: report the file (default) or stylize a centre crop")
     p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
     p.set_defaults(func=_run_face)
 
 
@@ -364,7 +367,9 @@ def _run_face(args) -> int:
         align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
     )
     stylizer = Stylizer(args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, progress=not args.quiet)
-    report = paint_files(jobs, paint, stylizer, progress=not args.quiet)
+    report = paint_files(
+        jobs, paint, stylizer, progress=not args.quiet, overwrite=args.overwrite, skip_existing=args.skip_existing
+    )
     for src, reason, exc in report.failed:
         if args.debug:
             traceback.print_exception(exc)

@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import ConfigError, FaceNotFoundError, require
 from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
-from .stylize import BatchReport, Stylizer, failure_reason
+from .stylize import BatchReport, Stylizer, failure_reason, skip_destination
 
 ON_MISSING = ("error", "center")
 _DETECT_MAX_SIDE = 1024  # faces are found on a copy no larger than this: cascades scale badly
@@ -267,16 +267,23 @@ def paint_files(
     model: nn.Module | Stylizer,
     *,
     progress: bool = True,
+    overwrite: bool = False,
+    skip_existing: bool = False,
 ) -> BatchReport:
     """Run ``paint`` (made by :func:`face2paint`) over (source, destination) files; a bad file
     or a photo without a face is reported in the returned :class:`BatchReport`, never stops
-    the run. Outputs are written atomically with the source's ICC profile and EXIF; alpha is
-    kept when the output is the whole photo (paste-back)."""
+    the run. An existing destination is skipped with ``skip_existing``, replaced with
+    ``overwrite``, and is a failure otherwise. Outputs are written atomically with the
+    source's ICC profile and EXIF; alpha is kept when the output is the whole photo
+    (paste-back)."""
     from tqdm.auto import tqdm
 
     report = BatchReport()
     for src, dst in tqdm(list(jobs), unit="img", disable=None if progress else True):
         try:
+            if skip_destination(src, dst, overwrite=overwrite, skip_existing=skip_existing):
+                report.skipped.append((str(src), str(dst)))
+                continue
             image = load_image(src)
             out = np.asarray(paint(model, image.to_pil().convert("RGB")))
             alpha = to_uint8(image.alpha) if image.alpha is not None and out.shape[:2] == image.pixels.shape[:2] else None

@@ -134,6 +134,24 @@ def _split_array(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     raise ImageError(f"expected an H x W x 3 (or x 1, x 4, or H x W) image array, got shape {array.shape}")
 
 
+def skip_destination(
+    src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *, overwrite: bool, skip_existing: bool
+) -> bool:
+    """Whether a batch job's existing destination is to be skipped (``skip_existing``); an
+    existing one is replaced only with ``overwrite`` and is an :class:`ImageError` otherwise,
+    as is a destination that is its own source. Streams always go ahead."""
+    if not isinstance(dst, (str, os.PathLike)):
+        return False
+    if Path(dst).exists():
+        if skip_existing:
+            return True
+        if not overwrite:
+            raise ImageError(f"{source_name(dst)} already exists; overwrite it or skip existing outputs")
+    if isinstance(src, (str, os.PathLike)) and Path(src).resolve() == Path(dst).resolve():
+        raise ImageError(f"{source_name(src)}: the output would replace its input; choose another name")
+    return False
+
+
 @dataclass
 class BatchReport:
     """What a run over many files did: ``done``/``skipped`` are (source, destination) pairs,
@@ -382,16 +400,10 @@ class Stylizer:
                 for src, dst in jobs[start : start + self.batch_size]:
                     label, dst_label = source_name(src), source_name(dst)
                     try:
-                        if isinstance(dst, (str, os.PathLike)) and Path(dst).exists():
-                            if skip_existing:
-                                report.skipped.append((label, dst_label))
-                                bar.update()
-                                continue
-                            if not overwrite:
-                                raise ImageError(f"{dst_label} already exists; overwrite it or skip existing outputs")
-                        if isinstance(src, (str, os.PathLike)) and isinstance(dst, (str, os.PathLike)):
-                            if Path(src).resolve() == Path(dst).resolve():
-                                raise ImageError(f"{label}: the output would replace its input; choose another name")
+                        if skip_destination(src, dst, overwrite=overwrite, skip_existing=skip_existing):
+                            report.skipped.append((label, dst_label))
+                            bar.update()
+                            continue
                         decoded.append((src, dst, load_image(src)))
                     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
                         report.failed.append((label, failure_reason(exc), exc))

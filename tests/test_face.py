@@ -139,6 +139,18 @@ def test_cli_face(weights_file, testdata, tmp_path, capsys):
     assert Image.open(out / "b" / "blank.png").size == (64, 64)
 
 
+def test_cli_face_keeps_existing_outputs_unless_told(weights_file, testdata, tmp_path, capsys):
+    out = tmp_path / "face.png"
+    out.write_bytes(b"earlier result")
+    argv = ["face", str(testdata / "face_b.jpg"), "-o", str(out), "--weights", str(weights_file), "--size", "64", "--quiet"]
+    assert main(argv) == 1
+    assert "face.png already exists; overwrite it or skip existing outputs" in capsys.readouterr().err
+    assert main(argv + ["--skip-existing"]) == 0
+    assert out.read_bytes() == b"earlier result"
+    assert main(argv + ["--overwrite"]) == 0
+    assert Image.open(out).size == (64, 64)
+
+
 def test_large_photo_is_searched_at_reduced_size(testdata):
     photo = Image.open(testdata / "face_b.jpg").convert("RGB")
     big = Image.new("RGB", (2400, 1600), (128, 128, 128))
