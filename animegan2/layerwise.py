@@ -98,12 +98,13 @@ def _current_rss() -> int:
 
 
 class _Pool:
-    """Flat buffers recycled between stored maps, so a pass reuses memory an earlier one
-    already touched. When none is large enough the free ones are dropped, so the pool never
-    holds more than the maps alive at once need."""
+    """Flat buffers for stored maps. With ``recycle``, given-back buffers are kept for later
+    maps, so a pass reuses memory an earlier one already touched; when none is large enough
+    the free ones are dropped, so the pool never holds more than the maps alive at once need.
+    Without it (under a memory budget) a given-back buffer is freed at once."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
+    def __init__(self, device: torch.device, dtype: torch.dtype, recycle: bool = True) -> None:
+        self.device, self.dtype, self.recycle = device, dtype, recycle
         self.free: list[Tensor] = []
 
     def take(self, numel: int) -> Tensor:
@@ -114,7 +115,8 @@ class _Pool:
         return self.free.pop(min(fitting, key=lambda i: self.free[i].numel()))
 
     def give(self, buf: Tensor) -> None:
-        self.free.append(buf)
+        if self.recycle:
+            self.free.append(buf)
 
 
 class _Store:
@@ -293,7 +295,7 @@ class _LayerwiseRun:
         else:
             # maps stay in host RAM; 64 MiB for what the first convs load (oneDNN/BLAS code
             # and caches) and allocator slack
-            self.pool = _Pool(torch.device("cpu"), torch.float32)
+            self.pool = _Pool(torch.device("cpu"), torch.float32, recycle=False)
             available = budget - _current_rss() - 64 * 2**20
             self.work = int(min(max(available // 4, 16 * 2**20), 256 * 2**20))
             self.ram_left = available - 2 * self.work - x.numel() * 4
@@ -316,8 +318,6 @@ class _LayerwiseRun:
         if isinstance(src, _Normalized):
             if src.store.buffer is not None:
                 self.ram_left += src.store.nbytes
-                if self.budget is not None:
-                    self.pool.free.clear()  # under a budget, freed memory goes back at once
             src.store.release()
 
     def _strip_rows(self, in_bytes_per_row: int, out_bytes_per_row: int, n_rows: int) -> int:

@@ -86,6 +86,9 @@ def test_pool_reuses_the_smallest_fitting_buffer_and_drops_the_rest():
     pool.give(small)
     fresh = pool.take(200)  # nothing fits: the free buffers are let go, not kept
     assert fresh.numel() == 200 and pool.free == []
+    budgeted = layerwise._Pool(torch.device("cpu"), torch.float32, recycle=False)
+    budgeted.give(budgeted.take(10))  # under a budget nothing is held back
+    assert budgeted.free == []
 
 
 def test_fast_path_leaves_the_input_alone_and_batches_independently(state):
