@@ -1,7 +1,5 @@
 """The recipe's losses, VGG feature extractor and discriminator against hand-computed values."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,7 @@ from animegan2.train import losses
 from animegan2.train.discriminator import Discriminator
 from animegan2.train.presets import PRESETS, get_preset
 from animegan2.train.vgg import CONV_INDEX, load_vgg19
+from tests.hostile import CodeRunningPickle
 from tests.reference_train import fake_caffe_layers
 
 HAYAO = PRESETS["hayao"]
@@ -138,18 +137,12 @@ def test_vgg_torchvision_file_defaults_to_imagenet_normalisation(tmp_path):
     assert not any(p.requires_grad for p in vgg.parameters())
 
 
-class _Evil:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.target}",))
-
-
 def test_vgg_npy_refuses_pickled_code(tmp_path):
-    evil = _Evil()
-    evil.target = tmp_path / "pwned"
+    evil = CodeRunningPickle(tmp_path / "pwned")
     np.save(tmp_path / "evil.npy", np.array({"conv1_1": evil}, dtype=object), allow_pickle=True)
     with pytest.raises(WeightsError, match="refusing to unpickle"):
         load_vgg19(tmp_path / "evil.npy")
-    assert not evil.target.exists()
+    assert not evil.marker.exists()
 
 
 def test_vgg_by_zoo_name_comes_from_the_verified_cache(tmp_path, monkeypatch):

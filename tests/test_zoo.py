@@ -17,6 +17,7 @@ import torch
 
 from animegan2 import cli, download, zoo
 from animegan2.errors import ChecksumError, DownloadError, ManifestError, WeightsError
+from tests.hostile import CodeRunningPickle
 from tests.reference import random_state_dict
 from tests.weights_server import WeightsServer
 
@@ -213,14 +214,8 @@ def test_files_that_are_not_weights_name_what_to_give(tmp_path):
         zoo.load_generator(str(tmp_path / "folder"))
 
 
-class _Evil:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_malicious_pickle_is_refused_without_running_it(tmp_path):
-    evil = _Evil()
-    evil.marker = tmp_path / "pwned"
+    evil = CodeRunningPickle(tmp_path / "pwned")
     torch.save({"w": evil}, tmp_path / "evil.pt")
     with pytest.raises(WeightsError, match="refusing to load .*could run code"):
         zoo.load_generator(tmp_path / "evil.pt")
