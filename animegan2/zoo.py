@@ -391,17 +391,14 @@ def verify_cache() -> list[tuple[str, str, str | None]]:
 
 def _conversion_problem(spec: WeightSpec, converted: Path) -> str | None:
     """Why a cached conversion is not what the entry's cached sources convert to, or None."""
-    from safetensors import SafetensorError, safe_open
-
     from .convert import convert_checkpoint
 
     state, metadata = convert_checkpoint(download.cache_dir() / spec.name / _tf_prefix(spec))
     redo = "delete it and it is converted again on next use"
     try:
-        with safe_open(str(converted), "pt") as f:
-            cached_meta, cached = f.metadata() or {}, {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        return f"cannot read the converted file {converted} ({exc}); {redo}"
+        cached, cached_meta = _read_safetensors(converted)
+    except WeightsError as exc:
+        return f"{exc}; {redo}"
     same_tensors = cached.keys() == state.keys() and all(torch.equal(cached[k], v) for k, v in state.items())
     # the converter's version may differ; what it converted from may not
     same_meta = all(cached_meta.get(k) == v for k, v in metadata.items() if k != "converter")
@@ -428,16 +425,20 @@ def _meta_from(raw: dict[str, str], name: str) -> WeightsMeta:
     )
 
 
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and string metadata of a ``.safetensors`` file; WeightsError if unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"cannot read {path} as safetensors: {exc}") from exc
+
+
 def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                raw = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError) as exc:
-            raise WeightsError(f"cannot read {path} as safetensors: {exc}") from exc
+        state, raw = _read_safetensors(path)
         return state, _meta_from(raw, path.stem)
     if path.suffix == ".onnx":
         raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")

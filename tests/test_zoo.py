@@ -580,7 +580,7 @@ def test_verify_checks_the_converted_file_of_a_tf1_entry(tf_v2_checkpoint, serve
     assert f"hayao/{converted.name}: BAD (the converted file {converted} differs from a fresh conversion" in capsys.readouterr().out
     converted.write_bytes(bytes(data[:100]))
     ((_, name, problem),) = [row for row in zoo.verify_cache() if row[1] == converted.name]
-    assert problem.startswith(f"cannot read the converted file {converted}")
+    assert problem.startswith(f"cannot read {converted} as safetensors: ") and problem.endswith("converted again on next use")
 
 
 def test_tf1_local_checkpoint_and_import(tf_v2_checkpoint, server, manifest, monkeypatch):
