@@ -96,6 +96,12 @@ def _show_notices(quiet: bool, debug: bool) -> None:
         logger.addHandler(handler)
 
 
+def _add_existing_output_options(p: argparse.ArgumentParser) -> None:
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+
+
 # --- stylize ---
 
 
@@ -120,9 +126,7 @@ def _add_stylize(sub, common):
     p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
                    help="output format (default: the input's; GIF becomes PNG)")  # fmt: skip
     p.add_argument("--suffix", default="", help="added to each output file's stem, e.g. _anime")
-    exists = p.add_mutually_exclusive_group()
-    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+    _add_existing_output_options(p)
     p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
     p.add_argument("--size", type=_positive_int, help="stylize with this long side (the output keeps the input size)")
     p.add_argument("--max-pixels", type=_positive_int, help="reduce larger images to this many pixels to stylize them")
@@ -345,9 +349,7 @@ def _add_face(sub, common):
     p.add_argument("--on-missing", choices=["error", "center"], default="error",
                    help="no face found: report the file (default) or stylize a centre crop")
     p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
-    exists = p.add_mutually_exclusive_group()
-    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+    _add_existing_output_options(p)
     p.set_defaults(func=_run_face)
 
 
