@@ -21,10 +21,8 @@ handed back to the OS after every strip, and strips are sized from the budget.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
 import os
-import resource
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._memory import current_rss, peak_rss, trim_heap
 from .errors import ConfigError
 from .resize import resize_bilinear_tf
 
 _SLOPE = 0.2  # LeakyReLU slope of every activation (DESIGN.md 2.1)
 _STRIP_BYTES = 6 * 2**20  # input per strip without a budget: measured fastest of 2-16 MB at 512-1024
 _MIN_STRIP_ROWS = 8  # keeps the halo (up to 6 rows) a small share of what a strip reads
+# Under a budget, what a process with torch and the model loaded typically holds before the
+# run. Strip sizes come from the budget less this constant, never from the measured RSS:
+# oneDNN's 1x1 convolutions round differently for different strip heights, so strips sized
+# from run-time state would give different bits in different processes.
+_TYPICAL_RESIDENT = 320 * 2**20
 _V2_PARTS = ("block_a", "block_b", "block_c", "block_d", "block_e", "out_layer", "upsample")
 
 
@@ -77,21 +81,10 @@ def _moments(y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return torch.full_like(means, y.shape[1] * y.shape[2]), means, variances
 
 
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc keeps it otherwise, and RSS creeps up)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _current_rss() -> int:
-    """Resident set size of this process now (peak so far where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _resident_now() -> int:
+    """What this process holds now: the current RSS, else the peak so far (an upper bound),
+    else 0 where the OS gives neither (the budget then counts only the maps)."""
+    return current_rss() or peak_rss() or 0
 
 
 # --- storage of one layer's raw output ------------------------------------------------
@@ -235,14 +228,18 @@ class _Upsampled(_Source):
     def rows(self, r0: int, r1: int) -> Tensor:
         lower, upper, lerp = self.lower[r0:r1], self.upper[r0:r1], self.lerp[r0:r1]
         s0, s1 = int(lower[0]), int(upper[-1]) + 1
-        src = self.src.rows(s0, s1)
-        # along H as a (rows out x rows in) matrix with two weights per row: gathering
-        # rows along H (index_select) is far slower on CPU than this small matmul
-        weights = torch.zeros(r1 - r0, s1 - s0, dtype=src.dtype)
-        out_rows = torch.arange(r1 - r0)
-        weights.index_put_((out_rows, lower - s0), (1 - lerp).to(src.dtype), accumulate=True)
-        weights.index_put_((out_rows, upper - s0), lerp.to(src.dtype), accumulate=True)
-        return _resize_width(torch.matmul(weights.to(src.device), src), self.mode, self.out_w)
+        # Along W first, then along H, as TF's kernel orders it. Elementwise on purpose: a
+        # BLAS matmul here (MKL's sgemm) picks its code path by the data's alignment and
+        # threading on Intel CPUs, so it gave other bits in some processes.
+        wide = _resize_width(self.src.rows(s0, s1), self.mode, self.out_w)
+        device = wide.device
+        top = wide.index_select(2, (lower - s0).to(device))
+        bottom = wide.index_select(2, (upper - s0).to(device))
+        del wide
+        bottom -= top
+        bottom *= lerp.to(device, top.dtype).view(1, 1, -1, 1)
+        top += bottom
+        return top
 
 
 # --- the network as a list of convs ----------------------------------------------------
@@ -293,11 +290,12 @@ class _LayerwiseRun:
             # maps stay where the model runs; without a budget, recycled between passes
             self.pool = _Pool(self.device, x.dtype)
         else:
-            # maps stay in host RAM; 64 MiB for what the first convs load (oneDNN/BLAS code
-            # and caches) and allocator slack
+            # maps stay in host RAM while they fit what the process has left (measured: where
+            # a map goes does not change its values); 64 MiB for what the first convs load
+            # (oneDNN code and caches) and allocator slack
             self.pool = _Pool(torch.device("cpu"), torch.float32, recycle=False)
-            available = budget - _current_rss() - 64 * 2**20
-            self.work = int(min(max(available // 4, 16 * 2**20), 256 * 2**20))
+            self.work = int(min(max((budget - _TYPICAL_RESIDENT) // 4, 16 * 2**20), 256 * 2**20))
+            available = budget - _resident_now() - 64 * 2**20
             self.ram_left = available - 2 * self.work - x.numel() * 4
 
     # storage
@@ -331,7 +329,7 @@ class _LayerwiseRun:
 
     def _after_strip(self) -> None:
         if self.budget is not None:
-            _trim_heap()
+            trim_heap()
 
     # passes
     def conv_pass(self, layer: _Conv, src: _Source, residual: _Source | None = None) -> _Normalized:
