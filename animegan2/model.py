@@ -1,11 +1,13 @@
-"""The AnimeGANv2 generator.
+"""The AnimeGANv2 generator: the architecture and its upsampling modes, nothing else.
 
 The module layout (and so the ``state_dict`` keys) is that of the published PyTorch
 weights, so their ``.pt`` files load with ``strict=True``; the numerics follow the
 original TensorFlow 1 graph when built with ``upsample="tf", norm_eps=1e-12``.
 
-Under ``torch.no_grad()``/``torch.inference_mode()`` it runs layer by layer over row
-strips (:mod:`animegan2.layerwise`); with autograd on, module by module.
+This module imports torch and the resize functions only. How inference is executed is
+another module's job: under ``torch.no_grad()``/``torch.inference_mode()`` ``forward``
+hands large inputs to the row-strip engine (:mod:`animegan2.layerwise`), imported on
+that first call; with autograd on, it runs module by module.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .layerwise import run_layerwise
 from .resize import UPSAMPLE_MODES, resize_bilinear_tf, upsample2x, upsample2x_tf
 
 # Below this many pixels per image the strip engine's per-layer overhead outweighs what it
@@ -153,7 +154,9 @@ class Generator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() or x.shape[-2] * x.shape[-1] < LAYERWISE_MIN_PIXELS:
             return self.forward_layers(x)
-        return run_layerwise(self, x)
+        from . import layerwise  # the execution engine, kept out of the architecture's imports
+
+        return layerwise.run_layerwise(self, x)
 
     def forward_layers(self, x: Tensor, upsample: Callable[[Tensor, str, tuple[int, int]], Tensor] = upsample2x) -> Tensor:
         """The plain module-by-module forward pass, what ``forward`` runs when autograd is on:

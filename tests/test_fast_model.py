@@ -25,7 +25,7 @@ def layerwise_at_every_size(monkeypatch):
 def test_small_inputs_run_module_by_module_and_large_ones_layer_by_layer(state, monkeypatch):
     monkeypatch.setattr(model, "LAYERWISE_MIN_PIXELS", 160 * 160)
     calls = []
-    monkeypatch.setattr(model, "run_layerwise", lambda g, x: calls.append(x.shape) or g.forward_layers(x))
+    monkeypatch.setattr(layerwise, "run_layerwise", lambda g, x: calls.append(x.shape) or g.forward_layers(x))
     _, g = _pair(state, "tf", 1e-5)
     with torch.inference_mode():
         g(torch.zeros(2, 3, 128, 199))
