@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 tf1 = tf.compat.v1
 G_SCOPE = "generator/G_MODEL"
-SIZES = ((64, 64), (257, 383), (130, 97))
+SIZES = ((64, 64), (257, 383), (130, 97), (256, 256))
 
 
 class _Init:
