@@ -2,6 +2,7 @@
 each other's files, signals leave no temporary file, bad input is one line, never a traceback.
 Downloads and the cache (items 1-4) are tested in test_zoo.py beside the other server faults."""
 
+import logging
 import math
 import os
 import signal
@@ -210,7 +211,8 @@ def test_resume_after_a_kill_before_the_first_checkpoint(dataset, tmp_path, monk
     assert sorted(p.name for p in out.iterdir() if p.is_file())[0].startswith(".checkpoint.pt.animegan2-")
     _atomic._swept.clear()
     cfg = trainer.resolve_config(resume=out)
-    trainer.train(cfg, resume=True, progress=False)
+    with caplog.at_level(logging.WARNING, logger="animegan2"):
+        trainer.train(cfg, resume=True, progress=False)
     assert f"{out} has no checkpoint yet: starting the run from step 0" in caplog.messages
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
