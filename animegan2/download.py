@@ -18,6 +18,7 @@ Cache layout under :func:`cache_dir`::
     <key>/<file>.part.hf/   huggingface_hub's working folder for an hf:// source
     <key>.lock              the entry's lock: N processes -> one download
     pins/<key>/<file>.sha256  the digest seen on first download of a file without a published one
+    converted/<entry>-<digest>.safetensors[.sha256]  TF conversions and their digests (see zoo)
 """
 
 from __future__ import annotations
@@ -141,11 +142,13 @@ def locked(lock_path: Path, doing: str) -> Iterator[None]:
 def disk_error(exc: OSError, path: Path, needed: int | None = None) -> WeightsError:
     """One line for a failed write into the cache: where, and, on a full disk, how much room is needed."""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        free = shutil.disk_usage(path.parent if path.parent.exists() else cache_dir()).free
         need = f"{needed:,} bytes are needed, " if needed else ""
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,} bytes are free there"
+        except OSError:
+            free = "the disk is full"
         return WeightsError(
-            f"no space left to write {path}: {need}{free:,} bytes are free there; "
-            "free some space, or set ANIMEGAN2_HOME to a folder on another disk"
+            f"no space left to write {path}: {need}{free}; free some space, or set ANIMEGAN2_HOME to a folder on another disk"
         )
     return WeightsError(f"cannot write {path}: {exc.strerror or exc}; set ANIMEGAN2_HOME to a writable folder")
 

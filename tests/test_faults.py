@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from animegan2 import _atomic, zoo
 from animegan2.cli import main
 from animegan2.errors import OutputExistsError, WeightsError
+from animegan2.imageio import DecodedImage, load_image, save_image
 from animegan2.stylize import Stylizer
 from tests.reference import random_state_dict
 from tests.test_train_trainer import config as train_config
@@ -253,8 +254,6 @@ def test_non_finite_weights_are_refused(tmp_path):
 
 
 def test_data_tools_output_that_is_a_file_and_a_decompression_bomb(tmp_path, capsys, monkeypatch):
-    from animegan2.train import data
-
     frames = tmp_path / "style"
     frames.mkdir()
     Image.new("RGB", (40, 30), (200, 10, 10)).save(frames / "ok.png")
@@ -340,3 +339,7 @@ def test_the_final_step_refuses_to_replace_also_without_hard_links(tmp_path, mon
     assert dest.read_text() == "first" and os.listdir(tmp_path) == ["a.txt"]
     _atomic.write_bytes_atomic(tmp_path / "b.txt", b"new", replace=False)
     assert (tmp_path / "b.txt").read_bytes() == b"new" and sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
+    save_image(DecodedImage(np.zeros((2, 2, 3), np.uint8)), tmp_path / "b.png", overwrite=False)
+    with pytest.raises(OutputExistsError, match="b.png already exists"):
+        save_image(DecodedImage(np.ones((2, 2, 3), np.uint8)), tmp_path / "b.png", overwrite=False)
+    assert load_image(tmp_path / "b.png").pixels.max() == 0  # the first one's
