@@ -39,6 +39,7 @@ setup(
         "numpy>=1.23",
         "pillow>=9.1",
         "requests>=2.28",
+        "urllib3>=2",  # requests' own dependency; 2.x has read1, which a trickling server cannot hold open
         "tqdm>=4.60",
         "filelock>=3.9",
         "safetensors>=0.4",

@@ -2,7 +2,7 @@
 
 Each subcommand is one ``_add_<name>`` function that declares its arguments and sets
 ``func``; library errors become one line on stderr and exit status 1 (``--debug`` shows
-the traceback).
+the traceback). SIGTERM is handled as Ctrl-C is: temporary files are removed, exit 143.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import glob
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -49,23 +50,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) escaped, so one message is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = None
+    try:
         return int(args.func(args) or 0)
-    except AnimeGANError as exc:
-        if args.debug:
-            raise
-        print(f"animegan2: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("animegan2: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head -1`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
+    except (AnimeGANError, OSError) as exc:  # OSError: the file system's own words, e.g. a full disk
+        if args.debug:
+            raise
+        print(f"animegan2: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"animegan2: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _positive_int(text: str) -> int:
@@ -100,6 +122,18 @@ def _add_existing_output_options(p: argparse.ArgumentParser) -> None:
     exists = p.add_mutually_exclusive_group()
     exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exists.add_argument("--skip-existing", action="store_true", help="keep existing outputs (resume a run)")
+
+
+def _keep_existing(src: str, out: str | Path, args) -> bool:
+    """For a one-output command: True (say so) when ``out`` exists and --skip-existing keeps it;
+    an error when it is the input or exists without --overwrite/--skip-existing."""
+    from .stylize import skip_destination
+
+    if skip_destination(src, out, overwrite=args.overwrite, skip_existing=args.skip_existing):
+        if not args.quiet:
+            print(f"animegan2: kept the existing {out} (--skip-existing)", file=sys.stderr)
+        return True
+    return False
 
 
 # --- stylize ---
@@ -155,20 +189,48 @@ def _stylize_sources(args) -> tuple[list[tuple[object, Path]], list[tuple[str, s
             sources += [(p, p.relative_to(path)) for p in found]
             if not found:
                 missing.append((item, "no images in this folder" + ("" if args.recursive else " (--recursive for sub-folders)")))
-        elif path.is_file():
+        elif path.exists():  # a file, or a device or pipe, which reading refuses with its reason
             sources.append((path, Path(path.name)))
         elif any(c in item for c in "*?["):
-            matches = [Path(m) for m in sorted(glob.glob(item, recursive=args.recursive)) if Path(m).is_file()]
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=args.recursive)) if not Path(m).is_dir()]
             sources += [(m, Path(m.name)) for m in matches]
             if not matches:
                 missing.append((item, "no file matches this pattern"))
         else:
-            missing.append((item, "no such file or folder"))
+            missing.append((item, "a broken link" if path.is_symlink() else "no such file or folder"))
     return sources, missing
 
 
+def _output_folder(out: Path) -> Path:
+    """``out`` as the folder that outputs go into; a ConfigError before any work if it is a file."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} is a file, but the outputs need a folder: give a folder (it is created if missing)")
+    return out
+
+
+def _folder_jobs(sources, out: Path, suffix: str, fmt: str | None, failed: list) -> list:
+    """(source, destination) for every source, all inside ``out``; two sources that would
+    write one file are failures, not a silent replacement."""
+    from .imageio import source_name
+    from .stylize import output_suffix
+
+    if "/" in suffix or "\\" in suffix:
+        raise ConfigError(f"--suffix {suffix!r} would leave the output folder: give letters to append, e.g. _anime")
+    jobs, seen = [], {}
+    _output_folder(out)
+    for src, name in sources:
+        dst = out / name.parent / f"{name.stem}{suffix}{output_suffix(name, fmt)}"
+        key = os.path.normcase(os.path.abspath(dst))
+        if key in seen:
+            failed.append((source_name(src), f"same output name as {seen[key]} ({dst}); use separate runs"))
+            continue
+        seen[key] = source_name(src)
+        jobs.append((src, dst))
+    return jobs
+
+
 def _run_stylize(args) -> int:
-    from .imageio import IMAGE_SUFFIXES, source_name
+    from .imageio import IMAGE_SUFFIXES
     from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
 
     _show_notices(args.quiet, args.debug)
@@ -182,14 +244,7 @@ def _run_stylize(args) -> int:
     elif len(sources) == 1 and len(args.inputs) == 1 and Path(out).suffix.lower() in IMAGE_SUFFIXES and not Path(out).is_dir():
         jobs = [(sources[0][0], Path(out))]
     else:
-        jobs, seen = [], {}
-        for src, name in sources:
-            dst = Path(out) / name.parent / f"{name.stem}{args.suffix}{output_suffix(name, fmt)}"
-            if dst in seen:
-                failed.append((source_name(src), f"same output name as {seen[dst]} ({dst}); use separate runs"))
-                continue
-            seen[dst] = source_name(src)
-            jobs.append((src, dst))
+        jobs = _folder_jobs(sources, Path(out), args.suffix, fmt, failed)
     stylizer = Stylizer(
         args.weights or args.style or DEFAULT_WEIGHTS,
         device=args.device,
@@ -212,15 +267,19 @@ def _run_stylize(args) -> int:
         if args.debug:
             traceback.print_exception(exc)
         failed.append((src, reason))
-    for src, reason in failed:
-        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
-        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
+    _print_failures(failed)
     if not args.quiet:
         print(
             f"animegan2: {len(report.done)} stylized, {len(report.skipped)} skipped, {len(failed)} failed",
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+def _print_failures(failed: list[tuple[str, str]]) -> None:
+    for src, reason in failed:
+        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
+        print(_one_line(f"animegan2: failed: {src}: {reason}"), file=sys.stderr)
+
 
 # --- weights ---
 
@@ -339,8 +398,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 @subcommand
 def _add_face(sub, common):
     p = sub.add_parser("face", parents=[common], help="find, level and stylize the face in portraits")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photo files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photo files, folders, glob patterns, or - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
     _add_model_options(p)
     p.add_argument("--size", type=_positive_int, default=512, help="side of the stylized square (default 512)")
     p.add_argument("--margin", type=float, default=0.5, help="room around the face box, a fraction of its side (default 0.5)")
@@ -356,14 +416,15 @@ def _add_face(sub, common):
 def _run_face(args) -> int:
     from .face import face2paint, paint_files
     from .imageio import IMAGE_SUFFIXES
-    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+    from .stylize import DEFAULT_WEIGHTS, Stylizer
 
     _show_notices(args.quiet, args.debug)
+    sources, failed = _stylize_sources(args)
     out = Path(args.output)
-    if len(args.inputs) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
-        jobs = [(args.inputs[0], out)]
+    if len(sources) == 1 and len(args.inputs) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        jobs = [(sources[0][0], out)]
     else:
-        jobs = [(src, out / f"{Path(src).stem}{output_suffix(src)}") for src in args.inputs]
+        jobs = _folder_jobs(sources, out, "", None, failed)
     paint = face2paint(
         size=args.size, side_by_side=args.side_by_side, detect=True, margin=args.margin,
         align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
@@ -375,9 +436,9 @@ def _run_face(args) -> int:
     for src, reason, exc in report.failed:
         if args.debug:
             traceback.print_exception(exc)
-        reason = reason[len(src) + 2 :] if reason.startswith(f"{src}: ") else reason
-        print(f"animegan2: failed: {src}: {reason}", file=sys.stderr)
-    return 1 if report.failed else 0
+        failed.append((src, reason))
+    _print_failures(failed)
+    return 1 if failed else 0
 
 
 @subcommand
@@ -392,6 +453,7 @@ def _add_video(sub, common):
     p.add_argument("--end", help="end time, seconds or [hh:]mm:ss")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="frames per forward pass (default 4)")
+    _add_existing_output_options(p)
     p.set_defaults(func=_run_video)
 
 
@@ -403,12 +465,14 @@ def _run_video(args) -> int:
     out = Path(args.output)
     if out.is_dir():
         out = out / Path(args.input).name
+    if _keep_existing(args.input, out, args):
+        return 0
     stylizer = Stylizer(
         args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, batch_size=args.batch_size, progress=not args.quiet
     )
     result = stylize_video(
         args.input, out, stylizer.stylize_arrays, size=args.size, fps=args.fps, start=args.start, end=args.end,
-        crf=args.crf, batch_size=args.batch_size, progress=not args.quiet,
+        crf=args.crf, batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite,
     )
     if not args.quiet:
         print(
@@ -433,6 +497,7 @@ def _add_convert(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("src", help="checkpoint directory, prefix (.../Hayao-64.ckpt) or its .index file")
     p.add_argument("-o", "--output", help="output file: .pt (plain state_dict) or .safetensors (with metadata)")
     p.add_argument("--list", action="store_true", help="list the checkpoint's tensors and exit")
+    _add_existing_output_options(p)
     p.set_defaults(func=_run_convert)
 
 
@@ -444,8 +509,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 0
     if not args.output:
         raise ConfigError("convert needs an output file: -o OUT.safetensors (or OUT.pt), or --list")
+    if _keep_existing(args.src, args.output, args):
+        return 0
     state, metadata = convert_checkpoint(args.src)
-    out = save_weights(state, metadata, args.output)
+    out = save_weights(state, metadata, args.output, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} ({metadata['architecture']}, {len(state)} tensors, upsample={metadata['upsample']}, "
               f"norm_eps={metadata['norm_eps']})")
@@ -526,6 +593,7 @@ def _add_train(sub, common):
     e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
     e.add_argument("run", help="run folder (or its checkpoint.pt)")
     e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    _add_existing_output_options(e)
     e.set_defaults(func=_run_train_export)
 
 
@@ -543,6 +611,8 @@ def _run_train(args) -> int:
 def _run_train_export(args) -> int:
     from .train import trainer
 
+    if _keep_existing(args.run, args.output, args):
+        return 0
     print(trainer.export(args.run, args.output))
     return 0
 
@@ -588,6 +658,7 @@ def _add_export(sub, common):
     p.add_argument("--precision", choices=["float32", "int8"], default="float32",
                    help="ONNX: int8 static quantization (needs --calibration, implies --dynamic)")
     p.add_argument("--calibration", nargs="+", metavar="PHOTO", help="photos to calibrate int8 on")
+    _add_existing_output_options(p)
     p.set_defaults(func=_run_export)
 
 
@@ -595,6 +666,8 @@ def _run_export(args) -> int:
     from .export import calibration_tensors, export_onnx, export_torchscript, quantize_int8
     from .zoo import load_generator
 
+    if _keep_existing(args.weights, args.onnx or args.torchscript, args):
+        return 0
     model = load_generator(args.weights, upsample=args.upsample, progress=not args.quiet)
     size = tuple(args.size)
     if args.torchscript:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from . import __version__
 from ._atomic import write_bytes_atomic
 from .download import file_digests
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, OutputExistsError
 from .model import Generator
 from .model_v1 import GeneratorV1
 from .tfcheckpoint import TFCheckpoint
@@ -254,13 +254,14 @@ def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, st
     return state, metadata
 
 
-def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: str | Path) -> Path:
+def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: str | Path, *, overwrite: bool = True) -> Path:
     """Write ``state`` atomically: ``.pt`` as a plain state_dict (``torch.load(...,
     weights_only=True)`` reads it), ``.safetensors`` with ``metadata``. Returns the path.
 
     Raises:
         ConfigError: another extension, a missing output directory or an unwritable file;
             nothing is left behind.
+        OutputExistsError: ``out_path`` exists and ``overwrite`` is False.
 
     >>> save_weights(state, meta, "weights/hayao.safetensors")        # doctest: +SKIP
     PosixPath('weights/hayao.safetensors')
@@ -281,7 +282,9 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
 
         data = save(state, metadata=metadata)
     try:
-        write_bytes_atomic(out, data)
+        write_bytes_atomic(out, data, replace=overwrite)
+    except FileExistsError as exc:
+        raise OutputExistsError(f"{out} already exists; overwrite it or choose another name") from exc
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; check that its folder is writable and has room") from exc
     return out

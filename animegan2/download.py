@@ -3,8 +3,13 @@
 :func:`fetch` is the one function that owns the cache layout, the lock, the partial file,
 the resume, the verification and the atomic move; everything else here is a transport
 (HTTP with ``requests``, Hugging Face with ``huggingface_hub``, a local copy for imports)
-or a check. The environment is read in :func:`cache_dir`, :func:`is_offline` and
-:func:`_timeout` only.
+or a check. The environment is read in :func:`cache_dir`, :func:`is_offline`,
+:func:`_timeout` and :func:`_lock_timeout` only.
+
+Every wait is bounded: a download must deliver each :data:`PROGRESS_BYTES` within
+``ANIMEGAN2_TIMEOUT`` seconds (a trickling server cannot hold it open), never writes past
+the declared size (or :data:`MAX_UNDECLARED_BYTES` when none is declared), and a process
+waiting on another's lock says so and gives up after ``ANIMEGAN2_LOCK_TIMEOUT`` seconds.
 
 Cache layout under :func:`cache_dir`::
 
@@ -13,10 +18,12 @@ Cache layout under :func:`cache_dir`::
     <key>/<file>.part.hf/   huggingface_hub's working folder for an hf:// source
     <key>.lock              the entry's lock: N processes -> one download
     pins/<key>/<file>.sha256  the digest seen on first download of a file without a published one
+    converted/<entry>-<digest>.safetensors[.sha256]  TF conversions and their digests (see zoo)
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -24,7 +31,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -39,6 +47,10 @@ RETRIES = 4
 BACKOFF = 1.0
 """Seconds before the first retry; doubled at each further one (capped at 30 s)."""
 CONNECT_TIMEOUT = 10.0
+PROGRESS_BYTES = 1 << 16
+"""A download that does not deliver this many more bytes within ``ANIMEGAN2_TIMEOUT`` seconds has stalled."""
+MAX_UNDECLARED_BYTES = 1 << 30
+"""The most a download of a file without a declared size may write (twice the largest known weights, vgg19.npy)."""
 _CHUNK = 1 << 16
 _OFFLINE_VARS = ("ANIMEGAN2_OFFLINE", "HF_HUB_OFFLINE")
 
@@ -92,8 +104,53 @@ def is_offline() -> bool:
 
 
 def _timeout() -> tuple[float, float]:
-    """(connect, read) timeouts; ``ANIMEGAN2_TIMEOUT`` sets the read timeout (seconds between bytes)."""
+    """(connect, read) timeouts; ``ANIMEGAN2_TIMEOUT`` (default 30 s) sets the read timeout, which
+    is also the longest a download may take to deliver each :data:`PROGRESS_BYTES`."""
     return CONNECT_TIMEOUT, float(os.environ.get("ANIMEGAN2_TIMEOUT", "30"))
+
+
+def _lock_timeout() -> float:
+    """Seconds to wait for another process's lock: ``ANIMEGAN2_LOCK_TIMEOUT``, default 600."""
+    return float(os.environ.get("ANIMEGAN2_LOCK_TIMEOUT", "600"))
+
+
+@contextmanager
+def locked(lock_path: Path, doing: str) -> Iterator[None]:
+    """Hold the file lock ``lock_path``; when another process holds it, say so (``doing`` says
+    what that process is doing) and wait at most :func:`_lock_timeout` seconds for it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        wait = _lock_timeout()
+        log.warning("another animegan2 process is %s (lock %s): waiting up to %g s for it", doing, lock_path, wait)
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            raise WeightsError(
+                f"gave up after {wait:g} s waiting for another process {doing} (lock {lock_path}); "
+                "let it finish, or stop it, then try again (ANIMEGAN2_LOCK_TIMEOUT sets the wait)"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def disk_error(exc: OSError, path: Path, needed: int | None = None) -> WeightsError:
+    """One line for a failed write into the cache: where, and, on a full disk, how much room is needed."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        need = f"{needed:,} bytes are needed, " if needed else ""
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,} bytes are free there"
+        except OSError:
+            free = "the disk is full"
+        return WeightsError(
+            f"no space left to write {path}: {need}{free}; free some space, or set ANIMEGAN2_HOME to a folder on another disk"
+        )
+    return WeightsError(f"cannot write {path}: {exc.strerror or exc}; set ANIMEGAN2_HOME to a writable folder")
 
 
 def inside(root: Path, *parts: str) -> Path:
@@ -185,21 +242,50 @@ def _open(session, url: str, headers: dict[str, str]):
     raise DownloadError(f"{url}: too many redirects")
 
 
+def _copy_body(resp, fh, limit: int, bar) -> None:
+    """Write ``resp``'s body into ``fh``: at most ``limit`` bytes, each :data:`PROGRESS_BYTES`
+    within the timeout. ``read1`` returns whatever has arrived, so a trickle cannot keep one
+    read, or the deadline, open."""
+    window = _timeout()[1]
+    received, mark, deadline = 0, PROGRESS_BYTES, time.monotonic() + window
+    while chunk := resp.raw.read1(_CHUNK, decode_content=True):
+        received += len(chunk)
+        if received > limit:
+            raise _TooLarge("the server sent more; stopped there and discarded it")
+        fh.write(chunk)
+        bar.update(len(chunk))
+        now = time.monotonic()
+        if received >= mark:
+            mark, deadline = received + PROGRESS_BYTES, now + window
+        elif now > deadline:
+            raise _Retryable(f"stalled: less than {PROGRESS_BYTES} bytes in {window:g} s (ANIMEGAN2_TIMEOUT)")
+
+
+class _TooLarge(Exception):
+    """The server sent more than the file may hold."""
+
+
 def _http_get(url: str, part: Path, size: int | None, progress: bool, label: str) -> None:
-    """Stream ``url`` into ``part``, resuming it with a Range request; retries transient failures."""
+    """Stream ``url`` into ``part``, resuming it with a Range request; retries transient failures.
+    Never writes past ``size`` (or :data:`MAX_UNDECLARED_BYTES` when it is None)."""
     import requests
+    import urllib3
     from tqdm.auto import tqdm
 
     check_url(url)
     failures = 0
+    declared = "its declared size" if size is not None else "the limit for a file of unknown size"
+    cap = size if size is not None else MAX_UNDECLARED_BYTES
     with requests.Session() as session:
         while True:
             offset = part.stat().st_size if part.exists() else 0
-            if size is not None and offset > size:
+            if offset > cap:
                 part.unlink()
                 offset = 0
             if size is not None and offset == size:
                 return
+            if size is not None and shutil.disk_usage(part.parent).free < size - offset:
+                raise disk_error(OSError(errno.ENOSPC, "no space"), part, size - offset)
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
@@ -221,17 +307,26 @@ def _http_get(url: str, part: Path, size: int | None, progress: bool, label: str
                         offset = 0  # the server ignored the Range: start again from the first byte
                     length = resp.headers.get("Content-Length")
                     total = offset + int(length) if length and length.isdigit() else size
-                    with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                        total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
-                    ) as bar:
-                        for chunk in resp.iter_content(_CHUNK):
-                            fh.write(chunk)
-                            bar.update(len(chunk))
+                    if total is not None and total > cap:
+                        raise _TooLarge(f"the server announces {total:,}; not downloaded")
+                    try:
+                        with open(part, "ab" if resumed else "wb") as fh, tqdm(
+                            total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
+                        ) as bar:
+                            _copy_body(resp, fh, cap - offset, bar)
+                    except OSError as exc:
+                        raise disk_error(exc, part, None if size is None else size - offset) from exc
                 got = part.stat().st_size
                 if size is not None and got < size:
                     raise _Retryable(f"connection closed after {got} of {size} bytes")
                 return
-            except (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            except _TooLarge as exc:
+                part.unlink(missing_ok=True)
+                raise ChecksumError(f"{label} from {url}: expected at most {cap:,} bytes ({declared}), {exc}") from None
+            except (
+                _Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError,
+            ) as exc:
                 failures += 1
                 if failures > RETRIES:
                     raise DownloadError(f"{url}: {exc} (gave up after {failures} attempts)") from exc
@@ -265,7 +360,10 @@ def _hf_get(url: str, part: Path) -> None:
 
 def _transfer(source: str | Path, part: Path, spec: FileSpec, progress: bool) -> None:
     if isinstance(source, Path):
-        shutil.copyfile(source, part)
+        try:
+            shutil.copyfile(source, part)
+        except OSError as exc:
+            raise disk_error(exc, part, source.stat().st_size) from exc
     elif source.startswith("hf://"):
         _hf_get(source, part)
     else:
@@ -315,7 +413,6 @@ def fetch(
     check_hash: bool = True,
     check: Callable[[Path], None] | None = None,
     sources: Mapping[str, Path] | None = None,
-    pin_unknown: bool = True,
     offline_hint: str = "",
 ) -> dict[str, Path]:
     """Make every file of ``files`` present and verified under ``<cache>/<key>/``; return their paths.
@@ -325,14 +422,13 @@ def fetch(
     their mirrors in order (or from ``sources``, local files to import), are verified against
     their size and digests, and move into place only once all of them are complete. Files
     without a published digest must pass ``check(folder)`` (the format's own integrity check,
-    given a folder holding every file under its name) and get their sha256 pinned unless
-    ``pin_unknown`` is False (arbitrary URLs, which carry no promise of identity).
+    given a folder holding every file under its name) and get their sha256 pinned, which the
+    cached file is then checked against. Waiting on another process's lock is announced and
+    bounded (:func:`locked`); a full disk is one :class:`WeightsError` saying how much room is needed.
 
     >>> fetch("face_paint_512_v2", [FileSpec("w.pt", ("https://example.org/w.pt",))])  # doctest: +SKIP
     {'w.pt': PosixPath('/root/.cache/torch/hub/animegan2/face_paint_512_v2/w.pt')}
     """
-    from filelock import FileLock
-
     root = cache_dir()
     folder = inside(root, *key.split("/"))
     final = {spec.name: inside(folder, spec.name) for spec in files}
@@ -342,7 +438,7 @@ def fetch(
         raise WeightsError(
             f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
         ) from exc
-    with FileLock(str(folder) + ".lock"):
+    with locked(Path(str(folder) + ".lock"), f"downloading {key}"):
         missing = []
         for spec in files:
             path = final[spec.name]
@@ -372,7 +468,7 @@ def fetch(
                 for part in parts.values():
                     part.unlink(missing_ok=True)
             raise
-        unpinned = [spec for spec in missing if not spec.has_digest] if pin_unknown else []
+        unpinned = [spec for spec in missing if not spec.has_digest]
         if unpinned:
             if check is not None:
                 try:
@@ -383,6 +479,7 @@ def fetch(
                     for part in parts.values():
                         part.unlink(missing_ok=True)
                     raise ChecksumError(f"{key}: the downloaded files fail their integrity check: {exc}") from exc
+        try:
             for spec in unpinned:
                 pin = pin_path(key, spec.name)
                 digest = file_digests(parts[spec.name])["sha256"]
@@ -390,7 +487,9 @@ def fetch(
                     pin.parent.mkdir(parents=True, exist_ok=True)
                     write_bytes_atomic(pin, (digest + "\n").encode())
                     log.warning("no published digest for %s/%s: pinned sha256 %s on first use", key, spec.name, digest)
-        for spec in missing:
-            os.replace(parts[spec.name], final[spec.name])
+            for spec in missing:
+                os.replace(parts[spec.name], final[spec.name])
+        except OSError as exc:
+            raise disk_error(exc, Path(exc.filename or folder)) from exc
         return final
 

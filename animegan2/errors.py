@@ -46,6 +46,10 @@ class FaceNotFoundError(ImageError):
     """No face was found where face detection was asked for."""
 
 
+class OutputExistsError(AnimeGANError):
+    """An output exists (or is the input itself) and was not to be replaced."""
+
+
 class ConfigError(AnimeGANError):
     """An option, a config file or a data set does not make sense."""
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import ConfigError, FaceNotFoundError, require
+from .errors import ConfigError, FaceNotFoundError, OutputExistsError, require
 from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
 from .stylize import BatchReport, Stylizer, failure_reason, skip_destination
 
@@ -287,8 +287,13 @@ def paint_files(
             image = load_image(src)
             out = np.asarray(paint(model, image.to_pil().convert("RGB")))
             alpha = to_uint8(image.alpha) if image.alpha is not None and out.shape[:2] == image.pixels.shape[:2] else None
-            save_image(DecodedImage(out, alpha, image.icc_profile, image.exif), dst)
+            save_image(DecodedImage(out, alpha, image.icc_profile, image.exif), dst, overwrite=overwrite)
             report.done.append((str(src), str(dst)))
+        except OutputExistsError as exc:  # another run wrote it since the check above
+            if skip_existing:
+                report.skipped.append((str(src), str(dst)))
+            else:
+                report.failed.append((str(src), failure_reason(exc), exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
             report.failed.append((str(src), failure_reason(exc), exc))
     return report

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -32,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ._atomic import write_bytes_atomic
-from .errors import ImageError
+from .errors import ImageError, OutputExistsError
 
 logger = logging.getLogger("animegan2")
 
@@ -107,6 +108,10 @@ def _read(source: str | os.PathLike | bytes | BinaryIO, label: str) -> bytes:
         return source
     try:
         if isinstance(source, (str, os.PathLike)):
+            mode = os.stat(source).st_mode
+            if not stat.S_ISREG(mode):  # reading /dev/zero or a pipe would not end
+                kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+                raise ImageError(f"{label}: not a regular file but {kind}; give an image file")
             return Path(source).read_bytes()
         return source.read()
     except OSError as exc:
@@ -194,6 +199,32 @@ def _decode_16bit_colour(data: bytes, image: Image.Image) -> DecodedImage | None
     return DecodedImage(pixels, alpha, _rgb_profile(image.info.get("icc_profile")), image.info.get("exif"), image.format)
 
 
+_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+
+def _open_guarded(data: bytes, label: str) -> Image.Image:
+    """Open (not decode) ``data`` with Pillow, refusing sizes over ``PIL.Image.MAX_IMAGE_PIXELS``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{label}: refused as a possible decompression bomb ({exc}); "
+            "if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS"
+        ) from exc
+
+
+def check_not_bomb(data: bytes, label: str) -> None:
+    """Refuse ``data`` as :func:`load_image` does when its header declares more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS``, without decoding it: the guard for other decoders (OpenCV).
+    Files Pillow cannot read are left to that decoder."""
+    try:
+        _open_guarded(data, label).close()
+    except _UNREADABLE:
+        pass
+
+
 def load_image(source: str | os.PathLike | bytes | BinaryIO) -> DecodedImage:
     """Decode an image file (path, bytes or binary stream) into RGB pixels + alpha + metadata.
 
@@ -212,19 +243,18 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO) -> DecodedImage:
     if not data:
         raise ImageError(f"{label}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"{label}: refused as a possible decompression bomb ({exc}); "
-            "if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS"
-        ) from exc
+        image = _open_guarded(data, label)
+        image.load()
     except UnidentifiedImageError as exc:
         raise ImageError(f"{label}: not an image (no known image format); check the file") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
         raise ImageError(f"{label}: corrupt or truncated image ({exc})") from exc
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        logger.warning(
+            f"{label} is animated ({frames} frames): only its first frame is used; "
+            f"`animegan2 video {label} -o OUT.gif` stylizes every frame"
+        )
     decoded = (_decode_16bit_colour(data, image) if _is_16bit_colour(data, image) else None) or decode_pil(image)
     exif = image.getexif()
     orientation = exif.get(_EXIF_ORIENTATION, 1)
@@ -299,10 +329,14 @@ def format_for(path: str | os.PathLike, format: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def save_image(image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, format: str | None = None, quality: int = 95) -> None:
-    """Encode ``image`` and write it to ``dest`` atomically (temp file + ``os.replace``), creating
-    missing parent folders; a failure leaves nothing under ``dest``. ``dest`` may also be a binary
-    stream (e.g. ``sys.stdout.buffer``), in which case ``format`` is required."""
+def save_image(
+    image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, format: str | None = None, quality: int = 95, overwrite: bool = True
+) -> None:
+    """Encode ``image`` and write it to ``dest`` atomically (temp file, then rename), creating
+    missing parent folders; a failure leaves nothing under ``dest``. Without ``overwrite`` an
+    existing ``dest`` is never replaced (:class:`OutputExistsError`, even if another process
+    creates it meanwhile). ``dest`` may also be a binary stream (e.g. ``sys.stdout.buffer``),
+    in which case ``format`` is required."""
     if not isinstance(dest, (str, os.PathLike)):
         if format is None:
             raise ImageError("format is needed to write an image to a stream")
@@ -313,7 +347,14 @@ def save_image(image: DecodedImage, dest: str | os.PathLike | BinaryIO, *, forma
     data = encode_image(image, format_for(dest, format), quality=quality)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(dest, data)
+    except FileExistsError as exc:
+        raise ImageError(f"{dest}: cannot write: {exc.filename} is a file, not a folder") from exc
+    except OSError as exc:
+        raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
+    try:
+        write_bytes_atomic(dest, data, replace=overwrite)
+    except FileExistsError as exc:
+        raise OutputExistsError(f"{dest} already exists (another run wrote it meanwhile); it was left as it is") from exc
     except OSError as exc:
         raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
 

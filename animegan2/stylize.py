@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from .errors import AnimeGANError, ConfigError, ImageError
+from .errors import AnimeGANError, ConfigError, ImageError, OutputExistsError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
 
@@ -137,19 +137,28 @@ def _split_array(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def skip_destination(
     src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *, overwrite: bool, skip_existing: bool
 ) -> bool:
-    """Whether a batch job's existing destination is to be skipped (``skip_existing``); an
-    existing one is replaced only with ``overwrite`` and is an :class:`ImageError` otherwise,
-    as is a destination that is its own source. Streams always go ahead."""
+    """Whether a job's existing destination is to be skipped (``skip_existing``); an existing
+    one is replaced only with ``overwrite`` and is an :class:`OutputExistsError` otherwise, as
+    is a destination that is its own source (also through a symbolic or hard link). Streams
+    always go ahead. Every writer checks again when it publishes the file (see ``_atomic``)."""
     if not isinstance(dst, (str, os.PathLike)):
         return False
-    if Path(dst).exists():
+    if isinstance(src, (str, os.PathLike)) and same_file(src, dst):
+        raise OutputExistsError(f"{source_name(src)}: the output would replace its input; choose another name")
+    if os.path.lexists(dst):
         if skip_existing:
             return True
         if not overwrite:
-            raise ImageError(f"{source_name(dst)} already exists; overwrite it or skip existing outputs")
-    if isinstance(src, (str, os.PathLike)) and Path(src).resolve() == Path(dst).resolve():
-        raise ImageError(f"{source_name(src)}: the output would replace its input; choose another name")
+            raise OutputExistsError(f"{source_name(dst)} already exists; overwrite it or skip existing outputs")
     return False
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path, or links to one file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
 
 
 @dataclass
@@ -409,10 +418,12 @@ class Stylizer:
                         report.failed.append((label, failure_reason(exc), exc))
                         bar.update()
                 if decoded:
-                    self._stylize_and_save(decoded, report, bar, format, side_by_side)
+                    self._stylize_and_save(decoded, report, bar, format, side_by_side, overwrite, skip_existing)
         return report
 
-    def _stylize_and_save(self, items, report: BatchReport, bar, format: str | None, side_by_side: bool) -> None:
+    def _stylize_and_save(
+        self, items, report: BatchReport, bar, format: str | None, side_by_side: bool, overwrite: bool, skip_existing: bool
+    ) -> None:
         try:
             results = self.stylize_decoded([image for _, _, image in items], [source_name(src) for src, _, _ in items])
         except Exception as exc:  # noqa: BLE001
@@ -424,8 +435,13 @@ class Stylizer:
             try:
                 if side_by_side:
                     result = _side_by_side(image, result)
-                save_image(result, dst, format=format)
+                save_image(result, dst, format=format, overwrite=overwrite)
                 report.done.append((source_name(src), source_name(dst)))
+            except OutputExistsError as exc:  # another run wrote it since the check above
+                if skip_existing:
+                    report.skipped.append((source_name(src), source_name(dst)))
+                else:
+                    report.failed.append((source_name(src), failure_reason(exc), exc))
             except Exception as exc:  # noqa: BLE001
                 report.failed.append((source_name(src), failure_reason(exc), exc))
             bar.update()
@@ -450,12 +466,14 @@ def _side_by_side(before: DecodedImage, after: DecodedImage) -> DecodedImage:
 
 
 def find_images(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Image files (by suffix) in ``directory``, sorted; hidden files and folders are left out."""
+    """Image files (by suffix) in ``directory``, sorted; hidden files and folders are left out.
+    Devices, pipes and broken links with an image suffix are listed too, for the reader to refuse
+    with its reason rather than be skipped unsaid."""
     root = Path(directory)
     found = root.rglob("*") if recursive else root.glob("*")
     return sorted(
         p for p in found
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Three stages run at once, joined by bounded queues so memory does not grow with 
 clip's length: a thread demuxes and decodes, the caller's thread runs the model on
 batches, and a thread encodes and muxes. Audio packets are remuxed untouched (no
 re-encode). The output is written under a temporary name and renamed at the end, so an
-interrupted run never leaves a broken file under the final name.
+interrupted run never leaves a broken file under the final name, and (unless asked to
+overwrite) never replaces a file that exists by then.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, VideoError, require
+from ._atomic import publish, temp_path
+from .errors import ConfigError, OutputExistsError, VideoError, require
 
 FramesFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -154,6 +155,7 @@ def stylize_video(
     crf: int = 18,
     batch_size: int = 4,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> VideoResult:
     """Stylize every frame of ``src`` with ``frames_fn`` and write ``dst``; returns what was written.
 
@@ -162,7 +164,9 @@ def stylize_video(
     model runs at it), ``fps`` resamples the frame rate (default: the input's), ``start``
     and ``end`` cut the clip (seconds or ``mm:ss``), ``crf`` is the H.264 quality (lower is
     better). The container follows ``dst``'s suffix (``.gif`` writes a GIF, without audio);
-    audio streams are copied packet for packet.
+    audio streams are copied packet for packet. ``dst`` is never ``src`` (nor a link to it);
+    without ``overwrite`` an existing ``dst`` is an :class:`OutputExistsError`, checked
+    before and again when the finished file takes its name.
 
     >>> stylize_video("in.mp4", "out.mp4", Stylizer("hayao").stylize_arrays)  # doctest: +SKIP
     """
@@ -173,16 +177,22 @@ def stylize_video(
         raise ConfigError(f"batch size must be at least 1, not {batch_size}")
     if start_s is not None and end_s is not None and end_s <= start_s:
         raise ConfigError(f"--end ({end_s}s) must come after --start ({start_s}s)")
+    from .stylize import skip_destination
+
+    skip_destination(src, dst, overwrite=overwrite, skip_existing=False)
     try:
         inp = av.open(str(src))
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot open {src} as a video: {exc}") from exc
-    tmp = dst.with_name(f".{dst.stem}.{uuid.uuid4().hex[:8]}.partial{dst.suffix}")
+    tmp = temp_path(dst)
     try:
         if not inp.streams.video:
             raise VideoError(f"{src} has no video stream: give a video file (mp4, mkv, mov, webm, gif, ...)")
         result = _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress)
-        os.replace(tmp, dst)
+        try:
+            publish(tmp, dst, replace=overwrite)
+        except FileExistsError as exc:
+            raise OutputExistsError(f"{dst} already exists (another run wrote it meanwhile); it was left as it is") from exc
     except av.FFmpegError as exc:
         _remove(tmp)
         raise VideoError(f"{src} -> {dst}: {exc}") from exc

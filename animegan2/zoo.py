@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from . import download
+from ._atomic import write_bytes_atomic
 from .download import FileSpec
 from .errors import ConfigError, ManifestError, WeightsError
 from .model import UPSAMPLE_MODES, Generator
@@ -175,6 +177,8 @@ def _parse_entry(where: str, name: str, raw: Any) -> WeightSpec:
             raise ManifestError(f"{where}, field {key!r}: {architecture} fixes it; remove the field")
     if "upsample" in raw and raw["upsample"] not in UPSAMPLE_MODES:
         raise ManifestError(f"{where}, field 'upsample': {raw['upsample']!r} is not one of {UPSAMPLE_MODES}")
+    if "norm_eps" in raw and not (math.isfinite(raw["norm_eps"]) and raw["norm_eps"] > 0):
+        raise ManifestError(f"{where}, field 'norm_eps': {raw['norm_eps']!r} is not a positive number")
     if not raw["files"]:
         raise ManifestError(f"{where}, field 'files': empty")
     files = tuple(_parse_file(f"{where}, files[{i}]", f) for i, f in enumerate(raw["files"]))
@@ -295,17 +299,34 @@ def _converted_path(spec: WeightSpec) -> Path:
     return download.cache_dir() / "converted" / f"{spec.name}-{key}.safetensors"
 
 
-def _convert_cached(spec: WeightSpec, paths: dict[str, Path]) -> Path:
-    from filelock import FileLock
-
+def _convert_cached(spec: WeightSpec, paths: dict[str, Path], check_hash: bool) -> Path:
+    """The converted safetensors of a TF entry, made once from its verified sources. Its sha256 is
+    recorded beside it (``<file>.sha256``) and checked before each use when ``check_hash``: an
+    altered, truncated or unrecorded conversion is converted again."""
     from .convert import convert_checkpoint, save_weights
 
     out = _converted_path(spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
+    record = out.with_name(out.name + ".sha256")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise download.disk_error(exc, out.parent) from exc
+    with download.locked(Path(str(out) + ".lock"), f"converting {spec.name}"):
+        if out.exists() and check_hash:
+            recorded = record.read_text().strip() if record.exists() else None
+            actual = download.file_digests(out)["sha256"]
+            if actual != recorded:
+                why = f"sha256 {actual} differs from {recorded}, recorded at conversion" if recorded else "no digest recorded"
+                download.log.warning("converted cache file %s: %s; converting it again from the verified sources", out, why)
+                out.unlink()
         if not out.exists():
             state, metadata = convert_checkpoint(paths[_tf_prefix(spec) + ".index"].parent / _tf_prefix(spec))
+            record.unlink(missing_ok=True)
             save_weights(state, metadata, out)
+            try:
+                write_bytes_atomic(record, (download.file_digests(out)["sha256"] + "\n").encode())
+            except OSError as exc:
+                raise download.disk_error(exc, record) from exc
     return out
 
 
@@ -328,7 +349,7 @@ def fetch_weights(name: str, *, progress: bool = True, check_hash: bool = True) 
     if fresh:
         download.log.warning("licence note for %s: %s", spec.name, spec.license)
     if spec.format == "tf1-checkpoint":
-        return _convert_cached(spec, paths)
+        return _convert_cached(spec, paths, check_hash)
     return paths[spec.files[0].name]
 
 
@@ -410,19 +431,48 @@ def _conversion_problem(spec: WeightSpec, converted: Path) -> str | None:
 # --- loading ---
 
 
-def _meta_from(raw: dict[str, str], name: str) -> WeightsMeta:
+def _meta_from(raw: dict[str, str], name: str, where: Path) -> WeightsMeta:
     """The :class:`WeightsMeta` of string metadata as :mod:`animegan2.convert` writes it (and
-    safetensors stores it); absent fields mean the published PyTorch weights' conventions."""
+    safetensors stores it); absent fields mean the published PyTorch weights' conventions.
+    A value that cannot be right is a :class:`WeightsError` naming ``where`` and the field."""
+
+    def bad(key: str, expected: str) -> WeightsError:
+        return WeightsError(f"{where}: its metadata {key}={raw[key]!r} is not {expected}; fix the file's metadata or re-export it")
+
     architecture = raw.get("architecture", "animeganv2")
+    if architecture not in ARCHITECTURES:
+        raise bad("architecture", f"one of {', '.join(ARCHITECTURES)}")
     v2 = architecture == "animeganv2"
+    upsample = raw.get("upsample", "align_corners") if v2 else None
+    if v2 and upsample not in UPSAMPLE_MODES:
+        raise bad("upsample", f"one of {', '.join(UPSAMPLE_MODES)}")
+    norm_eps = None
+    if v2:
+        try:
+            norm_eps = float(raw.get("norm_eps", 1e-5))
+        except ValueError:
+            norm_eps = math.nan
+        if not (math.isfinite(norm_eps) and norm_eps > 0):
+            raise bad("norm_eps", "a positive number")
+    size = raw.get("size") or None
+    if size is not None and not (size.isdigit() and int(size) > 0):
+        raise bad("size", "a positive whole number of pixels")
     return WeightsMeta(
         architecture=architecture,
-        upsample=raw.get("upsample", "align_corners") if v2 else None,
-        norm_eps=float(raw.get("norm_eps", 1e-5)) if v2 else None,
-        size=int(raw["size"]) if raw.get("size") else None,
+        upsample=upsample,
+        norm_eps=norm_eps,
+        size=int(size) if size else None,
         style=raw.get("style"),
         name=name,
     )
+
+
+def _check_finite(state: dict[str, Tensor], where: Path) -> None:
+    """Refuse weights holding NaN or infinity: they give a black image, not an error."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(f"{where}: tensor {key} holds {bad} NaN or infinite value(s); these weights are broken, get a good copy")
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -439,7 +489,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if path.suffix == ".safetensors":
         state, raw = _read_safetensors(path)
-        return state, _meta_from(raw, path.stem)
+        _check_finite(state, path)
+        return state, _meta_from(raw, path.stem, path)
     if path.suffix == ".onnx":
         raise WeightsError(f"{path} is an ONNX model (AnimeGANv3): it has no state_dict; load it with load_generator")
     if path.is_dir() and not _is_tf_checkpoint(path):
@@ -448,7 +499,8 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
         from .convert import convert_checkpoint
 
         state, metadata = convert_checkpoint(path)
-        return state, _meta_from(metadata, path.name)
+        _check_finite(state, path)
+        return state, _meta_from(metadata, path.name, path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -464,6 +516,7 @@ def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
         ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state_dict of tensors (found {type(state).__name__})")
+    _check_finite(state, path)
     if "b1.0.1.weight" in state:  # a plain state_dict says nothing else about its architecture
         return state, WeightsMeta(architecture="animeganv1", upsample=None, norm_eps=None, name=path.stem)
     return state, WeightsMeta(name=path.stem)
@@ -477,7 +530,8 @@ def _is_tf_checkpoint(path: Path) -> bool:
 
 def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     """Download a URL or hf:// address into ``<cache>/urls/<hash>/``; verify torch.hub's
-    ``-<sha256 prefix>.`` in its file name when ``check_hash``."""
+    ``-<sha256 prefix>.`` in its file name when ``check_hash``. Without one, the sha256 seen on
+    first download is pinned and the cached file checked against it, as for manifest entries."""
     if not url.startswith("hf://"):
         download.check_url(url)
     path = download.parse_hf(url)[1] if url.startswith("hf://") else unquote(urlsplit(url).path)
@@ -485,7 +539,7 @@ def _remote(url: str, progress: bool, check_hash: bool) -> Path:
     digest = _HUB_HASH.search(name) if check_hash else None
     spec = FileSpec(name, (url,), sha256=digest.group(1) if digest else None)
     key = "urls/" + hashlib.sha256(url.encode()).hexdigest()[:16]
-    return download.fetch(key, [spec], progress=progress, check_hash=check_hash, pin_unknown=False)[name]
+    return download.fetch(key, [spec], progress=progress, check_hash=check_hash)[name]
 
 
 def _is_url(weights: str | Path) -> bool:

@@ -305,7 +305,8 @@ def test_wrong_bytes_raise_checksum_error_and_cache_nothing(server, manifest, we
 def test_wrong_size_is_a_checksum_error(server, manifest, weights_bytes):
     url = server.add("/tiny.pt", weights_bytes + b"extra")
     manifest(tiny=entry([url], weights_bytes))
-    with pytest.raises(ChecksumError, match=f"expected {len(weights_bytes)} bytes, got {len(weights_bytes) + 5}"):
+    with pytest.raises(ChecksumError, match=f"expected at most {len(weights_bytes):,} bytes \\(its declared size\\), "
+                       f"the server announces {len(weights_bytes) + 5:,}; not downloaded"):
         zoo.load_state_dict("tiny", progress=False)
     assert not any(cache("tiny").iterdir())
 
@@ -593,3 +594,142 @@ def test_tf1_local_checkpoint_and_import(tf_v2_checkpoint, server, manifest, mon
     assert cli.main(["weights", "import", "hayao", str(tf_v2_checkpoint.directory), "-q"]) == 0
     zoo.load_generator("hayao")
     assert server.gets("/tf/Hayao-64.ckpt.index") == []
+
+
+# --- faults a server or the disk can cause (issue 13, items 1-4) ---
+
+
+def _finishes(fn, seconds: float = 30.0):
+    """Run ``fn`` in a thread; return what it raised or returned, failing the test if it hangs."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["value"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return outcome["value"]
+
+
+def test_endless_body_stops_at_the_declared_size_and_the_next_mirror_serves(server, manifest, weights_bytes):
+    endless = server.add("/endless.pt", weights_bytes, ["endless"])
+    good = server.add("/tiny.pt", weights_bytes)
+    manifest(tiny=entry([endless, good], weights_bytes))
+    state = _finishes(lambda: zoo.load_state_dict("tiny", progress=False))
+    assert not isinstance(state, BaseException), state
+    assert cache("tiny", "tiny.pt").read_bytes() == weights_bytes
+    manifest(tiny=entry([endless], weights_bytes))
+    cache("tiny", "tiny.pt").unlink()
+    err = _finishes(lambda: zoo.load_state_dict("tiny", progress=False))
+    assert isinstance(err, ChecksumError)
+    assert str(err) == (
+        f"tiny.pt from {endless}: expected at most {len(weights_bytes):,} bytes (its declared size), "
+        "the server sent more; stopped there and discarded it"
+    )
+    assert list(cache("tiny").iterdir()) == []
+
+
+def test_endless_body_without_a_declared_size_stops_at_the_cap(server, monkeypatch):
+    monkeypatch.setattr(download, "MAX_UNDECLARED_BYTES", 300_000)
+    url = server.add("/w.pt", b"", ["endless"])
+    err = _finishes(lambda: zoo.load_state_dict(url, progress=False))
+    assert isinstance(err, ChecksumError)
+    assert "expected at most 300,000 bytes (the limit for a file of unknown size), the server sent more" in str(err)
+    assert [p for p in cache("urls").rglob("*") if p.is_file() and p.suffix != ".lock"] == []
+
+
+def test_a_trickle_cannot_hold_a_download_open(server, manifest, weights_bytes, monkeypatch):
+    monkeypatch.setenv("ANIMEGAN2_TIMEOUT", "0.5")
+    monkeypatch.setattr(download, "RETRIES", 1)
+    url = server.add("/tiny.pt", weights_bytes, ["drip"], delay=0.01)  # 100 bytes/s: every read succeeds
+    manifest(tiny=entry([url], weights_bytes))
+    err = _finishes(lambda: zoo.load_state_dict("tiny", progress=False))
+    assert isinstance(err, DownloadError)
+    assert str(err).endswith(
+        f"{url}: stalled: less than {download.PROGRESS_BYTES} bytes in 0.5 s (ANIMEGAN2_TIMEOUT) (gave up after 2 attempts)"
+    )
+    assert len(server.gets("/tiny.pt")) == 2
+
+
+def test_waiting_on_another_process_lock_is_said_and_bounded(server, manifest, weights_bytes, monkeypatch, caplog):
+    from filelock import FileLock
+
+    monkeypatch.setenv("ANIMEGAN2_LOCK_TIMEOUT", "0.3")
+    manifest(tiny=entry([server.add("/tiny.pt", weights_bytes)], weights_bytes))
+    cache().mkdir(parents=True, exist_ok=True)
+    lock = cache("tiny.lock")
+    with FileLock(str(lock)):  # as another process downloading it would
+        with caplog.at_level(logging.WARNING, logger="animegan2"):
+            err = _finishes(lambda: zoo.load_state_dict("tiny", progress=False))
+    assert caplog.messages == [f"another animegan2 process is downloading tiny (lock {lock}): waiting up to 0.3 s for it"]
+    assert isinstance(err, WeightsError) and str(err) == (
+        f"gave up after 0.3 s waiting for another process downloading tiny (lock {lock}); "
+        "let it finish, or stop it, then try again (ANIMEGAN2_LOCK_TIMEOUT sets the wait)"
+    )
+    assert server.gets("/tiny.pt") == []
+    zoo.load_state_dict("tiny", progress=False)  # once it is released
+
+
+def test_altered_or_truncated_converted_file_is_converted_again(tf_v2_checkpoint, server, manifest, caplog):
+    manifest(hayao=tf_entry(server, tf_v2_checkpoint))
+    expected = {k: v.clone() for k, v in zoo.load_state_dict("hayao", progress=False)[0].items()}  # not the file's map
+    (converted,) = cache("converted").glob("hayao-*.safetensors")
+    record = Path(str(converted) + ".sha256")
+    data = bytearray(converted.read_bytes())
+    data[-5] ^= 0x40  # a weight's bits: the file still parses
+    for altered in (bytes(data), bytes(data[:100])):
+        recorded = record.read_text().strip()
+        assert recorded == hashlib.sha256(converted.read_bytes()).hexdigest()
+        converted.write_bytes(altered)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="animegan2"):
+            state, _ = zoo.load_state_dict("hayao", progress=False)
+        assert_equal_state(state, expected)
+        assert caplog.messages[0].startswith(f"converted cache file {converted}: sha256 ")
+        assert caplog.messages[0].endswith(f"differs from {recorded}, recorded at conversion; converting it again from the verified sources")
+        assert hashlib.sha256(converted.read_bytes()).hexdigest() == record.read_text().strip()  # recorded anew
+
+
+def test_cached_url_download_is_pinned_and_checked_at_load(server, weights_bytes, caplog):
+    url = server.add("/w.pt", weights_bytes)
+    with caplog.at_level(logging.WARNING, logger="animegan2"):
+        expected, _ = zoo.load_state_dict(url, progress=False)
+    digest = hashlib.sha256(weights_bytes).hexdigest()
+    assert any(m.endswith(f"/w.pt: pinned sha256 {digest} on first use") for m in caplog.messages)
+    (cached,) = cache("urls").glob("*/w.pt")
+    tampered = _pt_bytes(2)
+    cached.write_bytes(tampered)
+    state, _ = zoo.load_state_dict(url, progress=False)  # fetched again, not used
+    assert_equal_state(state, expected)
+    assert cached.read_bytes() == weights_bytes and server.gets("/w.pt") == [None, None]
+
+
+def test_full_disk_is_one_line_saying_where_and_how_much(server, manifest, weights_bytes, monkeypatch, capsys):
+    import shutil
+
+    manifest(tiny=entry([server.add("/tiny.pt", weights_bytes)], weights_bytes))
+    part = cache("tiny", "tiny.pt.part")
+    part.parent.mkdir(parents=True)
+    part.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    assert cli.main(["weights", "download", "tiny", "-q"]) == 1
+    free = shutil.disk_usage(part.parent).free
+    assert capsys.readouterr().err == (
+        f"animegan2: error: no space left to write {part}: {len(weights_bytes):,} bytes are needed, {free:,} bytes "
+        "are free there; free some space, or set ANIMEGAN2_HOME to a folder on another disk\n"
+    )
+    part.unlink()
+    usage = shutil.disk_usage(part.parent)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    assert cli.main(["weights", "download", "tiny", "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"animegan2: error: no space left to write {part}: {len(weights_bytes):,} bytes are needed, 1,000 bytes "
+        "are free there; free some space, or set ANIMEGAN2_HOME to a folder on another disk\n"
+    )
+    assert server.gets("/tiny.pt") == [None]  # the first try's: the second asked for nothing

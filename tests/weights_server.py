@@ -3,8 +3,9 @@
 Each path has a body and a queue of behaviours, one consumed per request (the last one
 repeats): "ok" (honours Range), "norange" (ignores Range), "cut" (declares the full length,
 sends half, closes), "short" (no Content-Length, half the body), "500", "404", "slow"
-(waits before answering), "trickle" (sends the body slowly), "redirect:<location>" (302). HEAD requests and the
-Hugging Face headers (X-Repo-Commit, ETag) are answered too.
+(waits before answering), "trickle" (sends the body slowly), "drip" (one byte per ``delay``, without end),
+"endless" (no Content-Length, the body then zeros without end), "redirect:<location>" (302). HEAD requests
+and the Hugging Face headers (X-Repo-Commit, ETag) are answered too.
 """
 
 from __future__ import annotations
@@ -57,12 +58,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if behaviour != "short":
+        if behaviour not in ("short", "endless"):
             self.send_header("Content-Length", str(len(body) - start))
         self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
         self.send_header("X-Repo-Commit", "0" * 40)
         self.send_header("Accept-Ranges", "bytes")
-        if behaviour in ("cut", "short"):
+        if behaviour in ("cut", "short", "endless", "drip"):
             self.send_header("Connection", "close")
         self.end_headers()
         if head:
@@ -73,6 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if behaviour in ("endless", "drip"):
+            return self._without_end(server, payload, route.delay if behaviour == "drip" else 0.0)
         if behaviour == "trickle":
             for i in range(0, len(payload), len(payload) // 8 + 1):
                 self.wfile.write(payload[i : i + len(payload) // 8 + 1])
@@ -81,13 +84,33 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(payload)
 
+    def _without_end(self, server: WeightsServer, payload: bytes, pause: float) -> None:
+        """Send ``payload`` then zeros until the client goes away: in 64 KiB blocks, or one byte
+        per ``pause`` seconds."""
+        self.close_connection = True
+        step = 1 if pause else 1 << 16
+        data, sent = payload, 0
+        try:
+            while not server.stopping.is_set():
+                block = data[sent : sent + step] if sent < len(data) else bytes(step)
+                self.wfile.write(block)
+                self.wfile.flush()
+                sent += len(block)
+                if pause:
+                    time.sleep(pause)
+        except OSError:  # the client hung up: what it is meant to do
+            pass
+
     def _status(self, code: int) -> None:
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
     def do_GET(self) -> None:
-        self._answer(head=False)
+        try:
+            self._answer(head=False)
+        except ConnectionError:  # the client hung up mid-body (e.g. it refused the rest)
+            self.close_connection = True
 
     def do_HEAD(self) -> None:
         self._answer(head=True)
@@ -100,6 +123,7 @@ class WeightsServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
@@ -123,5 +147,6 @@ class WeightsServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .._atomic import write_bytes_atomic
 from ..errors import ConfigError, ImageError, require
+from ..imageio import check_not_bomb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 CANNY_THRESHOLDS = (100, 200)
@@ -54,13 +55,18 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_bgr(path: str | Path) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 BGR array; raises :class:`ImageError`."""
+    """Decode an image file to an HxWx3 uint8 BGR array; raises :class:`ImageError`, also for
+    a possible decompression bomb (over ``PIL.Image.MAX_IMAGE_PIXELS``, as stylize refuses)."""
     cv2 = require("cv2", "train")
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"cannot read {path}: {exc}") from exc
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    check_not_bomb(raw.tobytes(), str(path))
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    except cv2.error as exc:  # e.g. over OpenCV's own pixel limit
+        raise ImageError(f"{path} cannot be decoded: {str(exc).strip().splitlines()[-1]}") from exc
     if image is None:
         raise ImageError(f"{path} is not a decodable image (corrupt or truncated?)")
     return image
@@ -104,6 +110,15 @@ def _smooth_file(job: tuple[Path, Path]) -> tuple[Path, str | None]:
     return src, None
 
 
+def _make_folder(dst: Path) -> None:
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"-o {dst} is a file, but the outputs need a folder: give a folder (it is created if missing)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {dst}: {exc.strerror or exc}") from exc
+
+
 def _run_jobs(fn, jobs: list, workers: int, progress: bool, desc: str) -> Iterator:
     if workers <= 1 or len(jobs) < 2:
         results = map(fn, jobs)
@@ -124,7 +139,7 @@ def smooth_folder(src: str | Path, dst: str | Path, *, workers: int | None = Non
     if not files:
         raise ConfigError(f"no images in {src}")
     dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
+    _make_folder(dst)
     report = DataReport()
     jobs = [(f, dst / f.name) for f in files]
     for path, error in _run_jobs(_smooth_file, jobs, workers or os.cpu_count() or 1, progress, "smooth"):
@@ -177,7 +192,7 @@ def prepare(src: str | Path, dst: str | Path, *, size: int = 256, fps: float = 1
         raise ConfigError(f"--size must be at least 16, got {size}")
     if not src.is_dir() and fps <= 0:
         raise ConfigError(f"--fps must be positive, got {fps}")
-    dst.mkdir(parents=True, exist_ok=True)
+    _make_folder(dst)
     report = DataReport()
     if src.is_dir():
         files = list_images(src)

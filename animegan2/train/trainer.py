@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -403,7 +404,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     master = rank == 0
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
-    state = load_checkpoint(ckpt_path) if resume else None
+    if resume and not ckpt_path.exists():  # stopped before its first checkpoint: nothing to lose
+        logging.getLogger("animegan2").warning("%s has no checkpoint yet: starting the run from step 0", out)
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if not resume and ckpt_path.exists():
         raise ConfigError(f"{out} already holds a run: continue it with --resume {out} or choose another --out")
     preset = preset_of(cfg)
