@@ -366,9 +366,9 @@ class WebApp:
         """The Gradio Blocks of the app (not yet launched)."""
         gr = _gradio()
 
-        def problem(exc: AnimeGANError) -> str:
+        def problem(exc: AnimeGANError, lead: str = "Not done.") -> str:
             logger.info(f"web: {exc}")  # an expected user error: one line at most, never a traceback
-            return f"**Could not use this.** {_markdown(str(exc))}"
+            return f"**{lead}** {_markdown(str(exc))}"
 
         def api(fn):
             def run(*args):
@@ -423,7 +423,7 @@ class WebApp:
                     try:
                         return gr.skip(), _markdown(self.check_photo(path, name)), None, idle, ""
                     except AnimeGANError as exc:
-                        return None, problem(exc), None, idle, ""  # drop the file: no broken-image icon stays
+                        return None, problem(exc, "Can't use this file."), None, idle, ""  # drop the file: no broken-image icon stays
 
                 def on_photo(payload, style_name, face, keep, size, progress=gr.Progress()):
                     path, name = _uploaded(payload)
@@ -460,7 +460,7 @@ class WebApp:
                     try:
                         return gr.skip(), _markdown(self.check_clip(path, name))
                     except AnimeGANError as exc:
-                        return None, problem(exc)
+                        return None, problem(exc, "Can't use this file.")
 
                 def on_video(payload, style_name, size, progress=gr.Progress()):
                     path, name = _uploaded(payload)
