@@ -40,7 +40,7 @@ logger = logging.getLogger("animegan2")
 #: The size choices (long side in pixels, never above the input's own); the last keeps the input's size.
 OUTPUT_SIZES = ("512", "768", "1024", "Same as input")
 SAME_AS_INPUT = OUTPUT_SIZES[-1]
-#: 512 answers in seconds on a laptop CPU; the full size of a 1280-pixel photo takes half a minute there.
+#: Answers in seconds on a CPU, where full size takes ten times longer (README, "Web app").
 DEFAULT_SIZE = "512"
 THUMBNAIL_SIZE = 192
 PHOTO_TYPES = "JPEG, PNG, WebP, TIFF, BMP or GIF"
