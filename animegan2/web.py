@@ -404,7 +404,7 @@ class WebApp:
             with gr.Tab("Photo"):
                 with gr.Row():
                     with gr.Column():
-                        photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard", "webcam"], elem_id="photo")
+                        photo = gr.Image(type="filepath", label=f"Photo (up to {self.max_upload_mb:g} MB)", sources=["upload", "clipboard", "webcam"], elem_id="photo")
                         photo_note = gr.Markdown(elem_id="photo-note")
                         style = gr.Dropdown(styles, value=styles[0], label="Style", elem_id="style")
                         with gr.Row():
@@ -446,7 +446,7 @@ class WebApp:
             with gr.Tab("Video"):
                 with gr.Row():
                     with gr.Column():
-                        clip = gr.Video(label=f"Clip (up to {self.max_video_seconds:g} s)", sources=["upload"], elem_id="clip")
+                        clip = gr.Video(label=f"Clip (up to {self.max_video_seconds:g} s, {self.max_upload_mb:g} MB)", sources=["upload"], elem_id="clip")
                         clip_note = gr.Markdown(elem_id="clip-note")
                         video_style = gr.Dropdown(styles, value=styles[0], label="Style", elem_id="video-style")
                         video_size = gr.Radio(sizes, value=DEFAULT_SIZE, label="Output size", info=size_info, elem_id="video-size")
