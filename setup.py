@@ -19,7 +19,7 @@ EXTRAS = {
     "train": ["opencv-python-headless>=4.5", "pyyaml>=6", "tomli>=2; python_version < '3.11'"],
     "hf": ["huggingface_hub>=0.20"],
     "tf": ["tensorflow-cpu>=2.12"],
-    "web": ["gradio>=4.0"],
+    "web": ["gradio>=6.0,<7"],  # Gradio 6 API (fit_columns, buttons, api_visibility); the page CSS targets its gallery
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40"]

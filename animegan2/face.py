@@ -126,19 +126,36 @@ def _find_eyes(cv2, gray: np.ndarray, box: tuple[int, int, int, int]) -> tuple[t
     return eyes if abs(Face(box, eyes).angle) <= 45 else None
 
 
-def crop_face(image: Image.Image, face: Face, size: int = 512, margin: float = 0.5, align: bool = True) -> FaceCrop:
+def crop_face(image: Image.Image, face: Face, size: int | None = 512, margin: float = 0.5, align: bool = True) -> FaceCrop:
     """Cut the square around ``face``: the box grown by ``margin`` of its side on every side,
-    rotated so the eye line is horizontal (``align``), resized with Lanczos to ``size``."""
+    rotated so the eye line is horizontal (``align``), resized with Lanczos to ``size``
+    (``None``: the square's own side in photo pixels).
+
+    The square stays inside the photo: where the margin would reach past an edge it is moved
+    in, and shrunk when the photo is too small for it, so the crop never shows padding (a
+    mirrored copy of hair along an edge)."""
     cv2 = require("cv2", "face")
     rgb = _as_rgb_array(image)
+    height, width = rgb.shape[:2]
     x, y, w, h = face.box
-    side = max(1, round(max(w, h) * (1 + 2 * margin)))
-    x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
-    centre = (x0 + side / 2, y0 + side / 2)
-    matrix = cv2.getRotationMatrix2D(centre, face.angle if align else 0.0, 1.0)
-    matrix[:, 2] -= (x0, y0)
-    square = cv2.warpAffine(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    crop = Image.fromarray(square).resize((size, size), Image.LANCZOS)
+    angle = face.angle if align else 0.0
+    # The rotated square's bounding box is `spread` times its side; the last row/column (-1)
+    # is the farthest a bilinear sample can sit without reading past the photo.
+    spread = abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle)))
+    side = max(1, math.floor(min(max(w, h) * (1 + 2 * margin), (min(width, height) - 1) / spread)))
+    half = side * spread / 2
+    centre = tuple(
+        min(max(c, half), max(half, limit - 1 - half)) for c, limit in ((x + w / 2, width), (y + h / 2, height))
+    )
+    origin = (round(centre[0] - side / 2), round(centre[1] - side / 2))
+    matrix = cv2.getRotationMatrix2D((origin[0] + side / 2, origin[1] + side / 2), angle, 1.0)
+    matrix[:, 2] -= origin
+    # Rounding the origin can move a sample by half a pixel past the edge: repeat the edge there.
+    square = cv2.warpAffine(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    size = size or side
+    crop = Image.fromarray(square)
+    if size != side:
+        crop = crop.resize((size, size), Image.LANCZOS)
     return FaceCrop(image=crop, matrix=matrix * (size / side), face=face)
 
 

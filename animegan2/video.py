@@ -216,8 +216,7 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
 
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
-    in_rate = vin.average_rate or vin.guessed_rate or Fraction(25)
-    rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(in_rate)
+    rate = Fraction(fps).limit_denominator(1001) if fps else _input_rate(vin)
     turns = _quarter_turns(av, src)
     stored = (vin.codec_context.width, vin.codec_context.height)
     width, height = _even_size(*(stored if turns % 2 == 0 else stored[::-1]), size)
@@ -389,20 +388,39 @@ def _duration(vin, inp) -> float | None:
     return None
 
 
-def probe_duration(path: str | os.PathLike) -> float:
-    """The length in seconds of the first video stream of ``path`` (0.0 when unknown).
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a probe finds: length in seconds (0.0 when unknown), the upright (width, height)
+    and the expected frame count (``None`` when unknown)."""
 
-    >>> probe_duration("clip.mp4")  # doctest: +SKIP
-    2.0
+    seconds: float
+    size: tuple[int, int]
+    frames: int | None
+
+
+def probe_video(path: str | os.PathLike) -> ClipInfo:
+    """Length, upright size and frame count of the first video stream of ``path``, without decoding it all.
+
+    >>> probe_video("clip.mp4")  # doctest: +SKIP
+    ClipInfo(seconds=2.0, size=(64, 48), frames=24)
     """
     av = require("av", "video")
     try:
         with av.open(str(path)) as inp:
             if not inp.streams.video:
                 raise VideoError(f"{path} has no video stream: give a video file (mp4, mkv, mov, webm, gif, ...)")
-            return _duration(inp.streams.video[0], inp) or 0.0
+            vin = inp.streams.video[0]
+            stored = (vin.codec_context.width, vin.codec_context.height)
+            frames = _expected_frames(vin, inp, _input_rate(vin), None, None)
+            seconds = _duration(vin, inp) or 0.0
+        size = stored if _quarter_turns(av, Path(path)) % 2 == 0 else stored[::-1]
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot open {path} as a video: {exc}") from exc
+    return ClipInfo(seconds, size, frames)
+
+
+def _input_rate(vin) -> Fraction:
+    return Fraction(vin.average_rate or vin.guessed_rate or Fraction(25))
 
 
 def _expected_frames(vin, inp, rate: Fraction, start_s: float | None, end_s: float | None) -> int | None:

@@ -162,3 +162,31 @@ def test_large_photo_is_searched_at_reduced_size(testdata):
     assert x <= 600 + 2 * cx0 and y <= 100 + 2 * cy0 and x + w >= 600 + 2 * cx1 and y + h >= 100 + 2 * cy1, face.box
     for found, true in zip(face.eyes, EYES["face_b.jpg"]):
         assert np.hypot(found[0] - (600 + 2 * true[0]), found[1] - (100 + 2 * true[1])) < 30, face.eyes
+
+
+@pytest.mark.parametrize("tilt", [0.0, 12.0])
+def test_crop_near_the_edge_stays_inside_the_photo(testdata, tilt):
+    import cv2
+
+    from animegan2.face import Face
+
+    photo = Image.open(testdata / "face_a.jpg").convert("RGB").crop((0, 170, 704, 704))  # the hair touches the top edge
+    left = (257.0, 161.0)
+    right = (417.0, 161.0 + 160.0 * np.tan(np.radians(tilt)))
+    face = Face(box=(160, 40, 364, 364), eyes=(left, right))  # as detect_face finds it, tilted by hand
+    crop = crop_face(photo, face, size=None)  # the margin (0.5 of 364 on each side) would reach 142 rows above the photo
+    side = crop.image.width
+    # shrunk to what fits: the rotated square's bounding box (side * (cos + sin)) within the 533 rows' last index
+    spread = abs(np.cos(np.radians(face.angle))) + abs(np.sin(np.radians(face.angle)))
+    assert crop.image.size == (side, side) and side == int(533 / spread)
+    # every crop pixel is sampled inside the photo: nothing is padded, mirrored or invented
+    corners = np.array([(0, 0), (side - 1, 0), (0, side - 1), (side - 1, side - 1)], dtype=np.float64)
+    back = corners @ cv2.invertAffineTransform(crop.matrix)[:, :2].T + cv2.invertAffineTransform(crop.matrix)[:, 2]
+    assert (back >= -0.5).all() and (back[:, 0] <= 703.5).all() and (back[:, 1] <= 533.5).all(), back
+    inside = crop.to_crop(np.array([left, right, (342, 360)]))  # the eyes and the mouth
+    assert (inside >= 0).all() and (inside < side).all(), inside
+    a, b = crop.to_crop(np.array([left, right]))
+    assert abs(a[1] - b[1]) < 1e-6  # still levelled
+    if tilt == 0:  # no rotation: the crop is the photo's own pixels, not resampled
+        x0, y0 = (round(-v) for v in crop.matrix[:, 2])
+        assert np.array_equal(np.asarray(crop.image), np.asarray(photo)[y0 : y0 + side, x0 : x0 + side])
