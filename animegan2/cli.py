@@ -526,6 +526,7 @@ def _add_train(sub, common):
     e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
     e.add_argument("run", help="run folder (or its checkpoint.pt)")
     e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    e.add_argument("--epoch", type=_positive_int, help="the generator kept after this epoch (default: the latest)")
     e.set_defaults(func=_run_train_export)
 
 
@@ -543,7 +544,7 @@ def _run_train(args) -> int:
 def _run_train_export(args) -> int:
     from .train import trainer
 
-    print(trainer.export(args.run, args.output))
+    print(trainer.export(args.run, args.output, epoch=args.epoch))
     return 0
 
 
