@@ -548,7 +548,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
 
 def _metadata(cfg: dict[str, Any], step: int, epoch: int) -> dict[str, str]:
-    """The safetensors metadata of a run's generator, as :func:`animegan2.zoo.load_generator` reads it."""
+    """The safetensors metadata of a run's generator after ``step`` steps and ``epoch``
+    completed epochs, as :func:`animegan2.zoo.load_generator` reads it."""
     return {
         "architecture": "animeganv2",
         "upsample": cfg["upsample"],
@@ -566,6 +567,12 @@ def epoch_generator(run: str | Path, epoch: int) -> Path:
     return Path(run) / GENERATORS / f"epoch_{epoch:03d}.safetensors"
 
 
+def kept_generators(run: str | Path) -> dict[int, Path]:
+    """Epoch -> generator file of every epoch ``run`` keeps, in epoch order."""
+    found = {int(p.stem[len("epoch_") :]): p for p in (Path(run) / GENERATORS).glob("epoch_[0-9]*.safetensors")}
+    return dict(sorted(found.items()))
+
+
 def save_epoch_generator(g: nn.Module, cfg: dict[str, Any], out: Path, step: int, epoch: int) -> Path:
     """Write the generator after ``epoch`` (about 8.6 MB) and delete the oldest beyond
     ``keep_generators``."""
@@ -574,8 +581,8 @@ def save_epoch_generator(g: nn.Module, cfg: dict[str, Any], out: Path, step: int
     if keep != 0:
         path.parent.mkdir(exist_ok=True)
         save_weights({k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}, _metadata(cfg, step, epoch), path)
-    if keep is not None and path.parent.is_dir():
-        kept = sorted(path.parent.glob("epoch_*.safetensors"), key=lambda p: int(p.stem[len("epoch_") :]))
+    if keep is not None:
+        kept = list(kept_generators(out).values())
         for old in kept[: max(0, len(kept) - keep)]:
             old.unlink()
     return path
@@ -597,7 +604,7 @@ def export(run: str | Path, out_path: str | Path, epoch: int | None = None) -> P
         folder = Path(run).parent if Path(run).is_file() else Path(run)
         path = epoch_generator(folder, epoch)
         if not path.is_file():
-            kept = sorted(int(p.stem[len("epoch_") :]) for p in (folder / GENERATORS).glob("epoch_*.safetensors"))
-            raise CheckpointError(f"{path} does not exist; the run keeps the generators of epochs {kept or 'none'}")
+            kept = list(kept_generators(folder)) or "none"
+            raise CheckpointError(f"{path} does not exist; the run keeps the generators of epochs {kept}")
         weights, metadata = zoo.read_safetensors(path)
     return save_weights({k: v.contiguous() for k, v in weights.items()}, metadata, out_path)
