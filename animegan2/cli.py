@@ -231,9 +231,13 @@ def _folder_jobs(sources, out: Path, suffix: str, fmt: str | None, failed: list)
 
 def _run_stylize(args) -> int:
     from .imageio import IMAGE_SUFFIXES
-    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix
+    from .shard import Shard
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix, resolve_device
 
     _show_notices(args.quiet, args.debug)
+    shard = Shard.from_env()
+    if shard.world > 1 and "-" in (args.output, *args.inputs):
+        raise ConfigError("under torchrun every process would read stdin or write stdout: name files or folders instead")
     sources, failed = _stylize_sources(args)
     out, fmt = args.output, args.format
     if out == "-":
@@ -245,21 +249,24 @@ def _run_stylize(args) -> int:
         jobs = [(sources[0][0], Path(out))]
     else:
         jobs = _folder_jobs(sources, Path(out), args.suffix, fmt, failed)
+    # Every process listed the same jobs and reports the inputs that matched nothing; rank 0 does.
+    jobs, failed = shard.take(jobs), failed if shard.lead else []
+    quiet = args.quiet or not shard.lead
     stylizer = Stylizer(
         args.weights or args.style or DEFAULT_WEIGHTS,
-        device=args.device,
+        device=shard.device(resolve_device(args.device)),
         dtype=args.dtype,
         size=args.size,
         max_pixels=args.max_pixels,
         x32=args.x32,
         keep_color=args.keep_color,
         batch_size=args.batch_size,
-        progress=not args.quiet,
+        progress=not quiet,
         **_speed_kwargs(args, [src for src, _ in jobs if isinstance(src, Path)]),
         memory=args.memory,
         max_memory=args.max_memory,
     )
-    _say_precision(stylizer, args.quiet)
+    _say_precision(stylizer, quiet)
     report = stylizer.stylize_files(
         jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
     )
@@ -268,12 +275,11 @@ def _run_stylize(args) -> int:
             traceback.print_exception(exc)
         failed.append((src, reason))
     _print_failures(failed)
-    if not args.quiet:
-        print(
-            f"animegan2: {len(report.done)} stylized, {len(report.skipped)} skipped, {len(failed)} failed",
-            file=sys.stderr,
-        )
-    return 1 if failed else 0
+    done, skipped, failures = shard.sum([len(report.done), len(report.skipped), len(failed)])
+    if not quiet:
+        print(f"animegan2: {done} stylized, {skipped} skipped, {failures} failed", file=sys.stderr)
+    return 1 if failures else 0
+
 
 def _print_failures(failed: list[tuple[str, str]]) -> None:
     for src, reason in failed:
@@ -444,8 +450,9 @@ def _run_face(args) -> int:
 @subcommand
 def _add_video(sub, common):
     p = sub.add_parser("video", parents=[common], help="stylize a video or GIF, keeping its audio, frame count and rate")
-    p.add_argument("input", metavar="IN", help="a video file (mp4, mkv, mov, webm, gif, ...)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (its suffix picks the container) or folder")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files (mp4, mkv, mov, webm, gif, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (its suffix picks the container) or folder (an existing one for many inputs)")  # fmt: skip
     _add_model_options(p)
     p.add_argument("--size", type=_positive_int, help="long side of the output frames (default: the input's)")
     p.add_argument("--fps", type=float, help="output frame rate (default: the input's)")
@@ -458,29 +465,47 @@ def _add_video(sub, common):
 
 
 def _run_video(args) -> int:
-    from .stylize import DEFAULT_WEIGHTS, Stylizer
+    from .shard import Shard
+    from .stylize import DEFAULT_WEIGHTS, Stylizer, resolve_device
     from .video import stylize_video
 
     _show_notices(args.quiet, args.debug)
     out = Path(args.output)
-    if out.is_dir():
-        out = out / Path(args.input).name
-    if _keep_existing(args.input, out, args):
-        return 0
+    if len(args.inputs) > 1 and not out.is_dir():
+        raise ConfigError(f"{len(args.inputs)} videos need an existing output folder, and {out} is not one")
+    jobs = [(src, out / Path(src).name if out.is_dir() else out) for src in args.inputs]
+    jobs = [(src, dst) for src, dst in jobs if not _keep_existing(src, dst, args)]
+    if len({dst for _, dst in jobs}) < len(jobs):
+        raise ConfigError("two input videos have the same file name and would write the same output; use separate runs")
+    shard = Shard.from_env()
+    quiet = args.quiet or not shard.lead
     stylizer = Stylizer(
-        args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, batch_size=args.batch_size, progress=not args.quiet
-    )
-    result = stylize_video(
-        args.input, out, stylizer.stylize_arrays, size=args.size, fps=args.fps, start=args.start, end=args.end,
-        crf=args.crf, batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite,
-    )
-    if not args.quiet:
-        print(
-            f"animegan2: wrote {result.path}: {result.frames} frames at {float(result.fps):g} fps, "
-            f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
-            file=sys.stderr,
-        )
-    return 0
+        args.weights or args.style or DEFAULT_WEIGHTS, device=shard.device(resolve_device(args.device)),
+        batch_size=args.batch_size, progress=not quiet,
+    )  # fmt: skip
+    failed = 0
+    for src, dst in shard.take(jobs):
+        try:
+            result = stylize_video(
+                src, dst, stylizer.stylize_arrays, size=args.size, fps=args.fps, start=args.start, end=args.end,
+                crf=args.crf, batch_size=args.batch_size, progress=not quiet, overwrite=args.overwrite,
+            )
+        except AnimeGANError as exc:
+            if len(jobs) == 1:
+                raise
+            failed += 1  # one bad clip must not stop the others
+            print(f"animegan2: failed: {src}: {exc}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(
+                f"animegan2: wrote {result.path}: {result.frames} frames at {float(result.fps):g} fps, "
+                f"{result.size[0]}x{result.size[1]}, {result.audio_packets} audio packets copied",
+                file=sys.stderr,
+            )
+    written, failed = shard.sum([len(shard.take(jobs)) - failed, failed])
+    if len(jobs) > 1 and not quiet:
+        print(f"animegan2: {written} videos written, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 # --- convert ---
@@ -594,6 +619,7 @@ def _add_train(sub, common):
     e.add_argument("run", help="run folder (or its checkpoint.pt)")
     e.add_argument("-o", "--output", required=True, help="output .safetensors")
     _add_existing_output_options(e)
+    e.add_argument("--epoch", type=_positive_int, help="the generator kept after this epoch (default: the latest)")
     e.set_defaults(func=_run_train_export)
 
 
@@ -613,7 +639,7 @@ def _run_train_export(args) -> int:
 
     if _keep_existing(args.run, args.output, args):
         return 0
-    print(trainer.export(args.run, args.output))
+    print(trainer.export(args.run, args.output, epoch=args.epoch))
     return 0
 
 

@@ -417,7 +417,7 @@ def _conversion_problem(spec: WeightSpec, converted: Path) -> str | None:
     state, metadata = convert_checkpoint(download.cache_dir() / spec.name / _tf_prefix(spec))
     redo = "delete it and it is converted again on next use"
     try:
-        cached, cached_meta = _read_safetensors(converted)
+        cached, cached_meta = read_safetensors(converted)
     except WeightsError as exc:
         return f"{exc}; {redo}"
     same_tensors = cached.keys() == state.keys() and all(torch.equal(cached[k], v) for k, v in state.items())
@@ -475,7 +475,7 @@ def _check_finite(state: dict[str, Tensor], where: Path) -> None:
             raise WeightsError(f"{where}: tensor {key} holds {bad} NaN or infinite value(s); these weights are broken, get a good copy")
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The tensors and string metadata of a ``.safetensors`` file; WeightsError if unreadable."""
     from safetensors import SafetensorError, safe_open
 
@@ -488,7 +488,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 def _load_file(path: Path) -> tuple[dict[str, Tensor], WeightsMeta]:
     if path.suffix == ".safetensors":
-        state, raw = _read_safetensors(path)
+        state, raw = read_safetensors(path)
         _check_finite(state, path)
         return state, _meta_from(raw, path.stem, path)
     if path.suffix == ".onnx":

@@ -76,6 +76,40 @@ def test_generator_loss_is_the_weighted_sum():
     assert t["total"].item() == pytest.approx(parts.item())
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_loss_holds_under_autocast_with_caffe_scale_features(dtype):
+    """Caffe-scale conv4_4 features (N(20, 80^2)) and D logits of a few hundred overflow
+    float16 in a Gram entry or a square; every loss must still come out as in float32. The
+    inputs are given as float32 and as autocast's ops hand them over (in ``dtype``); the 1e-3
+    covers only rounding the inputs to ``dtype``, averaged over 10^6 elements (bfloat16's
+    2^-9 per element), far below the NaN/inf or the ~1% that a matmul in ``dtype`` gives."""
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(2, 512, 32, 32, generator=gen) * 80 + 20 for _ in range(3)]
+    photo, fake = (torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1 for _ in range(2))
+    logits = [torch.randn(2, 1, 16, 16, generator=gen) * 300 for _ in range(4)]
+
+    def every_loss(f, images, d):
+        terms = losses.generator_loss(*images, *f, d[0], HAYAO)
+        return {
+            "gram": losses.gram(f[0]).abs().sum(), "d": losses.discriminator_loss(*d, HAYAO),
+            **{k: terms[k] for k in terms},
+        }  # fmt: skip
+
+    want = every_loss(feats, (photo, fake), logits)
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in want.values())
+    for cast in (lambda t: t, lambda t: t.to(dtype)):
+        with torch.autocast("cpu", dtype=dtype):
+            got = every_loss([cast(f) for f in feats], (cast(photo), cast(fake)), [cast(d) for d in logits])
+        for name, value in got.items():
+            assert value.dtype == torch.float32, name
+            assert value.item() == pytest.approx(want[name].item(), rel=1e-3), (name, dtype)
+
+
+def test_losses_keep_float64_for_reference_evaluations():
+    f = torch.rand(1, 4, 3, 3, dtype=torch.float64)
+    assert losses.style_loss(f, 2 * f).dtype == losses.color_loss(f[:, :3], f[:, :3]).dtype == torch.float64
+
+
 def test_presets_hold_the_recipe_weights():
     s = get_preset("Shinkai")
     assert (s.con, s.sty, s.col, s.tv, s.adv) == (1.2, 2.0, 10.0, 1.0, 300.0)

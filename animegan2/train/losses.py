@@ -2,15 +2,43 @@
 
 Images are NCHW RGB in [-1, 1]; feature maps NCHW. Every loss is a mean over the batch,
 so data-parallel gradient averaging equals one process with the combined batch.
+
+Every function here runs outside autocast, on float16/bfloat16 inputs upcast to float32
+(float64 stays float64): with the recipe's Caffe-scale VGG features (values in the tens to
+hundreds) a Gram entry sums a thousand products of ~1e4 and overflows float16 (max 65504),
+and a squared logit of a few hundred does too, so under float16 AMP the style loss became NaN.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .presets import Preset
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _upcast(x):
+    return x.float() if isinstance(x, Tensor) and x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _full_precision(fn: _F) -> _F:
+    """Run ``fn`` with autocast off and its float16/bfloat16 tensor arguments as float32."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return fn(*map(_upcast, args), **{k: _upcast(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
+
 
 # tf.image.rgb_to_yuv's kernel: yuv = rgb @ _RGB_TO_YUV.
 _RGB_TO_YUV = torch.tensor(
@@ -22,6 +50,7 @@ _RGB_TO_YUV = torch.tensor(
 )
 
 
+@_full_precision
 def gram(features: Tensor) -> Tensor:
     """Gram matrix of each sample: F^T F / (H*W*C) with F the (H*W, C) feature matrix.
 
@@ -29,30 +58,34 @@ def gram(features: Tensor) -> Tensor:
     torch.Size([2, 3, 3])
     """
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w).float()
+    flat = features.reshape(n, c, h * w)
     return flat @ flat.transpose(1, 2) / (h * w * c)
 
 
+@_full_precision
 def content_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
     """L1 (mean absolute difference) between VGG features of the photo and of G(photo)."""
-    return F.l1_loss(fake_features.float(), real_features.float())
+    return F.l1_loss(fake_features, real_features)
 
 
+@_full_precision
 def style_loss(anime_gray_features: Tensor, fake_features: Tensor) -> Tensor:
     """L1 between the per-sample Gram matrices of G(photo) and of the grayscale anime frame."""
     return F.l1_loss(gram(fake_features), gram(anime_gray_features))
 
 
+@_full_precision
 def rgb_to_yuv(image: Tensor) -> Tensor:
     """RGB in [-1, 1] -> YUV of the image in [0, 1], as ``tf.image.rgb_to_yuv`` computes it.
 
     >>> rgb_to_yuv(torch.ones(1, 3, 1, 1)).flatten().round(decimals=4)  # white: Y = 1, U = V = 0
     tensor([1., 0., 0.])
     """
-    rgb = (image.float() + 1.0) / 2.0
-    return torch.einsum("nchw,cd->ndhw", rgb, _RGB_TO_YUV.to(rgb.device))
+    rgb = (image + 1.0) / 2.0
+    return torch.einsum("nchw,cd->ndhw", rgb, _RGB_TO_YUV.to(rgb))
 
 
+@_full_precision
 def color_loss(photo: Tensor, fake: Tensor) -> Tensor:
     """L1 on Y plus Huber (delta 1, mean) on U and on V between photo and G(photo)."""
     a, b = rgb_to_yuv(photo), rgb_to_yuv(fake)
@@ -63,27 +96,30 @@ def color_loss(photo: Tensor, fake: Tensor) -> Tensor:
     )
 
 
+@_full_precision
 def total_variation_loss(image: Tensor) -> Tensor:
     """sum(dh^2)/2 / numel(dh) + sum(dw^2)/2 / numel(dw) (``tf.nn.l2_loss`` per direction)."""
     dh = image[:, :, :-1, :] - image[:, :, 1:, :]
     dw = image[:, :, :, :-1] - image[:, :, :, 1:]
-    return (dh.float().square().sum() / 2) / dh.numel() + (dw.float().square().sum() / 2) / dw.numel()
+    return (dh.square().sum() / 2) / dh.numel() + (dw.square().sum() / 2) / dw.numel()
 
 
+@_full_precision
 def generator_adv_loss(fake_logits: Tensor) -> Tensor:
     """LSGAN generator term: mean((D(G(p)) - 1)^2), unweighted."""
-    return (fake_logits.float() - 1.0).square().mean()
+    return (fake_logits - 1.0).square().mean()
 
 
+@_full_precision
 def discriminator_loss(real: Tensor, fake: Tensor, gray: Tensor, smooth: Tensor, preset: Preset) -> Tensor:
     """The LSGAN discriminator loss with the style's four weights and ``preset.adv``:
     adv * [a*mean((D(anime)-1)^2) + b*mean(D(G(p))^2) + c*mean(D(gray anime)^2) + d*mean(D(gray smooth)^2)].
     """
     return preset.adv * (
-        preset.d_real * (real.float() - 1.0).square().mean()
-        + preset.d_fake * fake.float().square().mean()
-        + preset.d_gray * gray.float().square().mean()
-        + preset.d_smooth * smooth.float().square().mean()
+        preset.d_real * (real - 1.0).square().mean()
+        + preset.d_fake * fake.square().mean()
+        + preset.d_gray * gray.square().mean()
+        + preset.d_smooth * smooth.square().mean()
     )
 
 

@@ -6,9 +6,12 @@ alone (``animegan2 train ...``) or under ``torchrun --nproc_per_node N`` (DDP; e
 reads its share of each epoch through a ``DistributedSampler``; rank 0 writes all files).
 ``--batch-size`` is per process.
 
-The generator trains with ``upsample="tf"`` and layer-norm epsilon 1e-12 -- the original
-trainer's numerics -- unless ``--init-from`` weights say otherwise or the config sets
-``upsample``/``norm_eps``; ``export`` writes both into the weights' metadata.
+The generator trains with ``Generator()``'s defaults (``upsample="tf"``, layer-norm epsilon
+1e-12: the original trainer's numerics) unless ``--init-from`` weights say otherwise or the
+config sets ``upsample``/``norm_eps``. At the end of every epoch the generator is written to
+``generators/epoch_NNN.safetensors`` (as the original's ``Saver(max_to_keep=epoch)`` kept
+every epoch) with both in its metadata, loadable wherever weights are; ``export`` copies one
+out.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from .vgg import NORMALIZATIONS, load_vgg19
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
+GENERATORS = "generators"
+AMP_MODES = ("auto", "fp16", "bf16", "off")
 _WEIGHTS = ("con", "sty", "col", "tv", "adv", "d_real", "d_fake", "d_gray", "d_smooth")
 
 
@@ -89,13 +94,14 @@ class TrainConfig:
     w_d_smooth: float | None = _opt(None, "D weight of grayscale smoothed anime")
     data_mean: list[float] | None = _opt(None, "B G R colour adjustment (default: computed, see `data mean`)")
     device: str = _opt("auto", "auto|cpu|cuda")
-    amp: bool = _opt(True, "float16 mixed precision on CUDA")
+    amp: str = _opt("auto", "mixed precision: auto (CUDA: bf16 where the GPU has it, else fp16; CPU: off)|fp16|bf16|off")
     deterministic: bool = _opt(False, "deterministic algorithms (slower on GPU)")
     seed: int = _opt(0, "seed of weights init and data order")
     workers: int = _opt(2, "data-loading processes")
     checkpoint_every: int = _opt(500, "steps between checkpoints (and one each epoch)")
     grad_clip: float | None = _opt(None, "clip gradient norms to this (always checked for NaN/inf)")
     samples: int = _opt(8, "validation photos in each epoch's sample grid")
+    keep_generators: int | None = _opt(None, "keep the generators of this many latest epochs (default: every epoch)")
 
 
 def config_types() -> dict[str, tuple[type, bool]]:
@@ -143,6 +149,8 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
     2
     """
     types = config_types()
+    if isinstance(values.get("amp"), bool):  # YAML reads `amp: off` as false; older runs saved true
+        values = values | {"amp": "auto" if values["amp"] else "off"}
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(types)}")
@@ -173,6 +181,8 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
         (cfg.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
         (cfg.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
         (cfg.upsample in (None, *UPSAMPLE_MODES), f"--upsample must be one of {UPSAMPLE_MODES}"),
+        (cfg.amp in AMP_MODES, f"--amp must be one of {'|'.join(AMP_MODES)}"),
+        (cfg.keep_generators is None or cfg.keep_generators >= 0, "--keep-generators must be 0 or more"),
         (cfg.vgg_normalization in (None, *NORMALIZATIONS), f"--vgg-normalization must be one of {NORMALIZATIONS}"),
     ]
     for ok, message in checks:
@@ -221,6 +231,19 @@ def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     if started:
         dist.init_process_group("nccl" if cuda else "gloo")
     return (dist.get_rank() if world > 1 else 0), world, device, started
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``--amp`` means on ``device`` (None: float32). ``auto`` takes
+    bfloat16 where the GPU supports it (float16's speed, float32's range, no loss scaling),
+    else float16; on CPU float32, the exact and resumable reference."""
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use --amp fp16")
+    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -424,8 +447,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
         g.load_state_dict(weights, strict=True)
-    cfg.upsample = cfg.upsample or (init_meta.upsample if init_meta else "tf")
-    cfg.norm_eps = cfg.norm_eps if cfg.norm_eps is not None else (init_meta.norm_eps if init_meta else 1e-12)
+    cfg.upsample = cfg.upsample or (init_meta.upsample if init_meta else g.upsample)
+    cfg.norm_eps = cfg.norm_eps if cfg.norm_eps is not None else (init_meta.norm_eps if init_meta else g.norm_eps)
     g.upsample, g.norm_eps = cfg.upsample, cfg.norm_eps
     d = Discriminator()
     vgg = load_vgg19(cfg.vgg, normalization=cfg.vgg_normalization, progress=progress and master).to(device)
@@ -435,9 +458,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     opt_init = torch.optim.Adam(g.parameters(), lr=cfg.lr_init, betas=betas)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas)
-    amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bfloat16 has float32's range
     step, epoch, done_in_epoch = 0, 0, 0
+    # The epoch row of the log averages every step of the epoch, across resumes.
+    sums: dict[str, float] = {}
+    steps_done, seconds_before = 0, 0.0
     if state is not None:
         g.load_state_dict(state["generator"])
         d.load_state_dict(state["discriminator"])
@@ -446,13 +472,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         step, epoch, done_in_epoch = state["step"], state["epoch"], state["done_in_epoch"]
+        if "epoch_log" in state:  # absent in checkpoints written before it was kept
+            sums, steps_done, seconds_before = dict(state["epoch_log"]["sums"]), state["epoch_log"]["steps"], state["epoch_log"]["seconds"]
     g_raw, d_raw = g, d
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         g, d = DistributedDataParallel(g, device_ids=ids), DistributedDataParallel(d, device_ids=ids)
 
     def autocast():
-        return torch.autocast(device.type, dtype=torch.float16, enabled=amp)
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
     dataset = data.UnpairedDataset(layout, cfg.image_size, tuple(cfg.data_mean), seed=cfg.seed)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -474,10 +502,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                     "generator": g_raw.state_dict(), "discriminator": d_raw.state_dict(),
                     "opt_init": opt_init.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                     "scaler": scaler.state_dict(), "rng": _rng_state(), "config": asdict(cfg),
+                    "epoch_log": {"sums": sums, "steps": steps_done, "seconds": time.perf_counter() - epoch_clock},
                 },  # fmt: skip
                 ckpt_path,
             )
 
+    epoch_clock = time.perf_counter() - seconds_before
     while epoch < cfg.epochs and not (cfg.max_steps and step >= cfg.max_steps):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -487,9 +517,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             num_workers=cfg.workers, pin_memory=device.type == "cuda",
         )  # fmt: skip
         phase = "init" if epoch < cfg.init_epochs else "gan"
-        sums: dict[str, float] = {}
-        steps_done = 0
-        started = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {phase}", disable=not (progress and master), unit="step")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -511,8 +538,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             epoch, done_in_epoch = epoch + 1, 0
             if master:
                 save_samples(g_raw, layout.val[: cfg.samples], cfg.image_size, out / "samples" / f"epoch_{epoch:03d}.jpg", device)
-                record = {"epoch": epoch, "step": step, "phase": phase, "seconds": round(time.perf_counter() - started, 3)}
-                log.write(record | {k: v / max(1, steps_done) for k, v in sums.items()})
+                save_epoch_generator(g_raw, asdict(cfg), out, step, epoch)
+                record = {"epoch": epoch, "step": step, "phase": phase, "seconds": round(time.perf_counter() - epoch_clock, 3)}
+                log.write(record | {k: v / steps_done for k, v in sums.items()})
+            sums, steps_done, epoch_clock = {}, 0, time.perf_counter()
         save_checkpoint()
     if world > 1:
         dist.barrier()
@@ -521,22 +550,64 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     return out
 
 
-def export(run: str | Path, out_path: str | Path) -> Path:
-    """Write a run's generator as ``.safetensors`` with metadata (style,
-    upsample, norm_eps, size) for :func:`animegan2.zoo.load_generator`.
-
-    >>> export("runs/myfilm", "myfilm.safetensors")  # doctest: +SKIP
-    """
-    state = load_checkpoint(run)
-    cfg = state["config"]
-    metadata = {
+def _metadata(cfg: dict[str, Any], step: int, epoch: int) -> dict[str, str]:
+    """The safetensors metadata of a run's generator after ``step`` steps and ``epoch``
+    completed epochs, as :func:`animegan2.zoo.load_generator` reads it."""
+    return {
         "architecture": "animeganv2",
         "upsample": cfg["upsample"],
         "norm_eps": repr(cfg["norm_eps"]),
         "size": str(cfg["image_size"]),
         "style": cfg["style"],
-        "source": f"animegan2 train, step {state['step']}",
+        "epoch": str(epoch),
+        "step": str(step),
+        "source": f"animegan2 train, epoch {epoch}, step {step}",
     }
+
+
+def epoch_generator(run: str | Path, epoch: int) -> Path:
+    """The path of ``run``'s generator after ``epoch`` (``generators/epoch_NNN.safetensors``)."""
+    return Path(run) / GENERATORS / f"epoch_{epoch:03d}.safetensors"
+
+
+def kept_generators(run: str | Path) -> dict[int, Path]:
+    """Epoch -> generator file of every epoch ``run`` keeps, in epoch order."""
+    found = {int(p.stem[len("epoch_") :]): p for p in (Path(run) / GENERATORS).glob("epoch_[0-9]*.safetensors")}
+    return dict(sorted(found.items()))
+
+
+def save_epoch_generator(g: nn.Module, cfg: dict[str, Any], out: Path, step: int, epoch: int) -> Path:
+    """Write the generator after ``epoch`` (about 8.6 MB) and delete the oldest beyond
+    ``keep_generators``."""
+    path = epoch_generator(out, epoch)
+    keep = cfg["keep_generators"]
+    if keep != 0:
+        path.parent.mkdir(exist_ok=True)
+        save_weights({k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}, _metadata(cfg, step, epoch), path)
+    if keep is not None:
+        kept = list(kept_generators(out).values())
+        for old in kept[: max(0, len(kept) - keep)]:
+            old.unlink()
+    return path
+
+
+def export(run: str | Path, out_path: str | Path, epoch: int | None = None) -> Path:
+    """Write a run's generator as ``.safetensors`` with metadata (style, upsample, norm_eps,
+    size, epoch) for :func:`animegan2.zoo.load_generator`: the latest (the checkpoint's), or
+    the one kept after ``epoch``.
+
+    >>> export("runs/myfilm", "myfilm.safetensors", epoch=37)  # doctest: +SKIP
+    """
     if Path(out_path).suffix != ".safetensors":
         raise ConfigError(f"export writes .safetensors (it carries the metadata), not {Path(out_path).name}")
-    return save_weights({k: v.contiguous() for k, v in state["generator"].items()}, metadata, out_path)
+    if epoch is None:
+        state = load_checkpoint(run)
+        weights, metadata = state["generator"], _metadata(state["config"], state["step"], state["epoch"])
+    else:
+        folder = Path(run).parent if Path(run).is_file() else Path(run)
+        path = epoch_generator(folder, epoch)
+        if not path.is_file():
+            kept = list(kept_generators(folder)) or "none"
+            raise CheckpointError(f"{path} does not exist; the run keeps the generators of epochs {kept}")
+        weights, metadata = zoo.read_safetensors(path)
+    return save_weights({k: v.contiguous() for k, v in weights.items()}, metadata, out_path)
