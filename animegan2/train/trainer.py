@@ -41,7 +41,9 @@ from ..errors import CheckpointError, ConfigError, TrainingError, require
 from ..model import UPSAMPLE_MODES, Generator
 from . import data, losses
 from .discriminator import Discriminator
-from .presets import PRESETS, Preset, get_preset
+from .initializers import init_generator_
+from .optim import TFAdam
+from .presets import PRESETS, SOURCES, Preset, get_preset
 from .vgg import NORMALIZATIONS, load_vgg19
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,6 +64,9 @@ class TrainConfig:
     style: str | None = _opt(None, "style folder name under --data")
     out: str | None = _opt(None, "run folder for checkpoints, samples, logs")
     preset: str | None = _opt(None, f"loss weights: {'|'.join(PRESETS)} (default: --style if it names one)")
+    preset_source: str = _opt(
+        "code", "code: the weights the original code runs (D 1.7/1.7/1.7/1.0 for every style) | comments: its per-style comments"
+    )
     vgg: str = _opt("vgg19", "VGG19 weights: zoo name or vgg19.npy / torchvision vgg19 file")
     vgg_normalization: str | None = _opt(None, f"{'|'.join(NORMALIZATIONS)} (default: the weights' own)")
     init_from: str | None = _opt(None, "start G from these weights (zoo name or file)")
@@ -173,6 +178,7 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
         (cfg.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
         (cfg.upsample in (None, *UPSAMPLE_MODES), f"--upsample must be one of {UPSAMPLE_MODES}"),
         (cfg.vgg_normalization in (None, *NORMALIZATIONS), f"--vgg-normalization must be one of {NORMALIZATIONS}"),
+        (cfg.preset_source in SOURCES, f"--preset-source must be one of {SOURCES}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -200,7 +206,7 @@ def preset_of(cfg: TrainConfig) -> Preset:
     if name is None:
         raise ConfigError(f"style {cfg.style!r} has no preset of loss weights: give --preset {'|'.join(PRESETS)}")
     changes = {k: getattr(cfg, f"w_{k}") for k in _WEIGHTS if getattr(cfg, f"w_{k}") is not None}
-    return dataclasses.replace(get_preset(name), **changes)
+    return dataclasses.replace(get_preset(name, cfg.preset_source), **changes)
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -324,8 +330,10 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
     photo = batch["photo"]
     with autocast():
         fake = g(photo)
-        inputs = torch.cat([batch["anime"], fake.detach(), batch["anime_gray"], batch["smooth_gray"]])
-        real_l, fake_l, gray_l, smooth_l = d(inputs).chunk(4)
+        # Four D applications, one after the other: each advances the spectral norms' u by one
+        # power iteration and the next starts from it, in the order TensorFlow runs the
+        # original's four (see Discriminator); one batched call would give all four the same u.
+        smooth_l, fake_l, gray_l, real_l = (d(x) for x in (batch["smooth_gray"], fake.detach(), batch["anime_gray"], batch["anime"]))
         d_loss = losses.discriminator_loss(real_l, fake_l, gray_l, smooth_l, preset)
     logged = stepper.check({"d_total": d_loss})
     logged["d_grad_norm"] = stepper.apply(d_loss, opt_d, list(d.parameters()))
@@ -417,7 +425,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     torch.manual_seed(cfg.seed)
 
     init_meta = None
-    g = Generator()
+    g = init_generator_(Generator())
     if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
         g.load_state_dict(weights, strict=True)
@@ -429,9 +437,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     g, d = g.to(device), d.to(device)
 
     betas = (cfg.beta1, cfg.beta2)
-    opt_init = torch.optim.Adam(g.parameters(), lr=cfg.lr_init, betas=betas)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas)
+    opt_init = TFAdam(g.parameters(), lr=cfg.lr_init, betas=betas)
+    opt_g = TFAdam(g.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_d = TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas)
     amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     step, epoch, done_in_epoch = 0, 0, 0
