@@ -113,3 +113,18 @@ def test_tf_adam_is_tensorflows_update_rule():
     assert first == pytest.approx(0.240, abs=1e-3)
     assert not torch.allclose(p.detach(), q.detach(), rtol=0.1)  # torch's Adam steps differently
     assert set(opt.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}  # torch.optim.Adam's state keys
+
+
+def test_discriminator_output_does_not_depend_on_u():
+    """Each normalised conv but the last feeds a layer norm through zero padding, LReLU and
+    convs, all scale-equivariant; the last has one output, whose sigma is ||W|| for any u."""
+    torch.manual_seed(0)
+    a, b = Discriminator(ch=8), Discriminator(ch=8)
+    b.load_state_dict(a.state_dict())
+    for conv in (m for m in b.modules() if isinstance(m, SpectralNormConv2d)):
+        conv.u.normal_()
+    a.eval(), b.eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    sigmas = [torch.linalg.matrix_norm(c.normalized_weight().flatten(1), ord=2) for c in b.modules() if isinstance(c, SpectralNormConv2d)]
+    assert max(s.item() for s in sigmas) > 1.05  # b's normalisation is far from a's ...
+    assert torch.allclose(a(x), b(x), rtol=1e-4, atol=1e-5)  # ... its output is not

@@ -31,6 +31,11 @@ class SpectralNormConv2d(nn.Conv2d):
     * the weight starts N(0, 0.02) (l. 11 ``weight_init``, used at l. 38); no bias
       (``net/discriminator.py`` l. 7-24 pass ``use_bias=False``).
 
+    In this discriminator the normalisation changes nothing but ``u`` itself: each conv but
+    the last feeds a layer norm through scale-equivariant ops (zero padding, LReLU, conv), so
+    D's outputs and gradients do not depend on sigma (to the norm's epsilon 1e-12), and the
+    last conv has one output, whose sigma is exactly ||W||.
+
     Padding: the original pads a stride-2 conv by 1 on top/left only (l. 26-30); for even
     H and W that gives the same windows as symmetric padding 1 (the extra bottom/right row
     is never read), so :class:`Discriminator` takes H and W multiples of 4.

@@ -330,9 +330,11 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
     photo = batch["photo"]
     with autocast():
         fake = g(photo)
-        # Four D applications, one after the other: each advances the spectral norms' u by one
-        # power iteration and the next starts from it, in the order TensorFlow runs the
-        # original's four (see Discriminator); one batched call would give all four the same u.
+        # Four D applications one after the other, as TensorFlow runs the original's four on
+        # one u variable: each advances u by a power iteration from where the previous one
+        # left it (measured order: smooth, fake, gray, anime), so u leaves the step four
+        # iterations on. A batched call would advance it once. (D's outputs and gradients do
+        # not depend on u: see SpectralNormConv2d.)
         smooth_l, fake_l, gray_l, real_l = (d(x) for x in (batch["smooth_gray"], fake.detach(), batch["anime_gray"], batch["anime"]))
         d_loss = losses.discriminator_loss(real_l, fake_l, gray_l, smooth_l, preset)
     logged = stepper.check({"d_total": d_loss})
