@@ -172,6 +172,8 @@ def test_discriminator_layout_and_spectral_norm():
     assert all(c.bias is None and c.padding == (1, 1) and c.padding_mode == "zeros" for c in convs)
     assert [n.eps for n in d.modules() if isinstance(n, torch.nn.GroupNorm)] == [1e-12] * 3
     assert d(torch.zeros(2, 3, 36, 20)).shape == (2, 1, 9, 5)
+    with pytest.raises(ValueError, match="multiples of 4"):  # where the original's stride-2 padding differs
+        d(torch.zeros(1, 3, 18, 20))
     small = Discriminator(ch=8)
     for _ in range(30):  # one power iteration per forward in training mode: converged by now
         small(torch.zeros(1, 3, 8, 8))

@@ -97,13 +97,14 @@ def parity(tmp_path_factory):
     opt_d = TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas)
     stepper = trainer.Stepper(torch.amp.GradScaler("cpu", enabled=False), cfg, 1, tmp / "checkpoint.pt")
     batch = {k: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous() for k, v in nhwc.items()}
-    batch = {"photo": batch["real"], "anime": batch["anime"], "anime_gray": batch["anime_gray"], "smooth_gray": batch["anime_smooth"]}
+    names = {"real": "photo", "anime": "anime", "anime_gray": "anime_gray", "anime_smooth": "smooth_gray"}
+    batch = {names[k]: v for k, v in batch.items()}
 
     def autocast():
         return torch.autocast("cpu", enabled=False)
 
     def states():
-        return {k: v.detach().clone() for k, v in g.state_dict().items()}, {k: v.detach().clone() for k, v in d.state_dict().items()}
+        return tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in (g, d))
 
     def grads(module):
         return {k: p.grad.clone() for k, p in module.named_parameters()}

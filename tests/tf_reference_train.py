@@ -52,9 +52,9 @@ def _l2_norm(v, eps=1e-12):
 def spectral_norm(w):
     w_shape = w.shape.as_list()
     w = tf.reshape(w, [-1, w_shape[-1]])
-    # A TF1 reference variable, as the original's TF 1.8/1.15 made by default: every application
-    # in one sess.run reads the same snapshot ``u/read``. (A resource variable, TF2's default,
-    # lets the four applications of the D step chain their reads and assigns: four iterations.)
+    # A TF1 reference variable, as the original's TF 1.8/1.15 made by default. TensorFlow runs the
+    # D step's four applications one after another on it: they see 1, 2, 3, 4 power iterations
+    # and u leaves the run four on (a resource variable, and 8 inter-op threads, measured alike).
     u = tf1.get_variable(
         "u", [1, w_shape[-1]], initializer=tf1.truncated_normal_initializer(), trainable=False, use_resource=False
     )
@@ -190,7 +190,8 @@ def run_original_steps(batch: dict[str, np.ndarray], vgg_layers, weights, lrs, s
         model_vars = [v for v in model_vars if "Adam" not in v.name]
 
         feed = {real: batch["real"], anime: batch["anime"], anime_gray: batch["anime_gray"], anime_smooth: batch["anime_smooth"]}
-        with tf1.Session(graph=graph, config=tf1.ConfigProto(inter_op_parallelism_threads=1)) as sess:
+        one_thread = tf1.ConfigProto(inter_op_parallelism_threads=1)  # a fixed op order: reproducible runs
+        with tf1.Session(graph=graph, config=one_thread) as sess:
 
             def snapshot():
                 return {v.name[:-2]: value for v, value in zip(model_vars, sess.run(model_vars))}

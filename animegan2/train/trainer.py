@@ -335,7 +335,8 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
         # left it (measured order: smooth, fake, gray, anime), so u leaves the step four
         # iterations on. A batched call would advance it once. (D's outputs and gradients do
         # not depend on u: see SpectralNormConv2d.)
-        smooth_l, fake_l, gray_l, real_l = (d(x) for x in (batch["smooth_gray"], fake.detach(), batch["anime_gray"], batch["anime"]))
+        order = (batch["smooth_gray"], fake.detach(), batch["anime_gray"], batch["anime"])
+        smooth_l, fake_l, gray_l, real_l = (d(x) for x in order)
         d_loss = losses.discriminator_loss(real_l, fake_l, gray_l, smooth_l, preset)
     logged = stepper.check({"d_total": d_loss})
     logged["d_grad_norm"] = stepper.apply(d_loss, opt_d, list(d.parameters()))
