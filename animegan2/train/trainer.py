@@ -45,7 +45,9 @@ from ..errors import CheckpointError, ConfigError, TrainingError, require
 from ..model import UPSAMPLE_MODES, Generator
 from . import data, losses
 from .discriminator import Discriminator
-from .presets import PRESETS, Preset, get_preset
+from .initializers import init_generator_
+from .optim import TFAdam
+from .presets import PRESETS, SOURCES, Preset, get_preset
 from .vgg import NORMALIZATIONS, load_vgg19
 
 CHECKPOINT = "checkpoint.pt"
@@ -68,6 +70,9 @@ class TrainConfig:
     style: str | None = _opt(None, "style folder name under --data")
     out: str | None = _opt(None, "run folder for checkpoints, samples, logs")
     preset: str | None = _opt(None, f"loss weights: {'|'.join(PRESETS)} (default: --style if it names one)")
+    preset_source: str = _opt(
+        "code", "code: the weights the original code runs (D 1.7/1.7/1.7/1.0 for every style) | comments: its per-style comments"
+    )
     vgg: str = _opt("vgg19", "VGG19 weights: zoo name or vgg19.npy / torchvision vgg19 file")
     vgg_normalization: str | None = _opt(None, f"{'|'.join(NORMALIZATIONS)} (default: the weights' own)")
     init_from: str | None = _opt(None, "start G from these weights (zoo name or file)")
@@ -184,6 +189,7 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
         (cfg.amp in AMP_MODES, f"--amp must be one of {'|'.join(AMP_MODES)}"),
         (cfg.keep_generators is None or cfg.keep_generators >= 0, "--keep-generators must be 0 or more"),
         (cfg.vgg_normalization in (None, *NORMALIZATIONS), f"--vgg-normalization must be one of {NORMALIZATIONS}"),
+        (cfg.preset_source in SOURCES, f"--preset-source must be one of {SOURCES}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -211,7 +217,7 @@ def preset_of(cfg: TrainConfig) -> Preset:
     if name is None:
         raise ConfigError(f"style {cfg.style!r} has no preset of loss weights: give --preset {'|'.join(PRESETS)}")
     changes = {k: getattr(cfg, f"w_{k}") for k in _WEIGHTS if getattr(cfg, f"w_{k}") is not None}
-    return dataclasses.replace(get_preset(name), **changes)
+    return dataclasses.replace(get_preset(name, cfg.preset_source), **changes)
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -348,8 +354,13 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
     photo = batch["photo"]
     with autocast():
         fake = g(photo)
-        inputs = torch.cat([batch["anime"], fake.detach(), batch["anime_gray"], batch["smooth_gray"]])
-        real_l, fake_l, gray_l, smooth_l = d(inputs).chunk(4)
+        # Four D applications one after the other, as TensorFlow runs the original's four on
+        # one u variable: each advances u by a power iteration from where the previous one
+        # left it (measured order: smooth, fake, gray, anime), so u leaves the step four
+        # iterations on. A batched call would advance it once. (D's outputs and gradients do
+        # not depend on u: see SpectralNormConv2d.)
+        order = (batch["smooth_gray"], fake.detach(), batch["anime_gray"], batch["anime"])
+        smooth_l, fake_l, gray_l, real_l = (d(x) for x in order)
         d_loss = losses.discriminator_loss(real_l, fake_l, gray_l, smooth_l, preset)
     logged = stepper.check({"d_total": d_loss})
     logged["d_grad_norm"] = stepper.apply(d_loss, opt_d, list(d.parameters()))
@@ -443,7 +454,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     torch.manual_seed(cfg.seed)
 
     init_meta = None
-    g = Generator()
+    g = init_generator_(Generator())
     if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
         g.load_state_dict(weights, strict=True)
@@ -455,9 +466,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     g, d = g.to(device), d.to(device)
 
     betas = (cfg.beta1, cfg.beta2)
-    opt_init = torch.optim.Adam(g.parameters(), lr=cfg.lr_init, betas=betas)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas)
+    opt_init = TFAdam(g.parameters(), lr=cfg.lr_init, betas=betas)
+    opt_g = TFAdam(g.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_d = TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas)
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bfloat16 has float32's range
     step, epoch, done_in_epoch = 0, 0, 0
