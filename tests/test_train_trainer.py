@@ -131,20 +131,20 @@ def test_torchrun_two_processes_equal_one_process_with_the_combined_batch(datase
     assert a["step"] == b["step"] == 4
     for part in ("generator", "discriminator"):
         assert all(torch.equal(a[part][k], v) for k, v in b[part].items())
-    # Each run's gradients are the exact ones plus float32 rounding (u = 2^-24). A K-term sum
-    # rounds with an error of at most K*u times the sum of its terms' magnitudes, and the ~40
-    # layers that G, the VGG and D chain in forward and backward add theirs: 40 * K * u with
-    # K <= 2304 (3x3 convolutions over 256 channels) bounds each tensor's error against its
-    # largest element (not element by element: an element near 0 can carry a large relative
-    # error -- the 1.4e-3 an elementwise rtol met on other CPUs). Measured on an AMD EPYC Zen 5:
-    # 5.9e-6 (default ISA, AVX512_CORE), 6.4e-6 (AVX2). Runs without DDP's all-reduce err by 0.93.
-    bound = 40 * 2304 * 2.0**-24
+    # With every learning rate 0 both runs take all their gradients at the same weights, so what
+    # is left to compare is the gradient DDP all-reduces. Two parts bound the difference:
+    # float32 rounding (u = 2^-24): a K-term sum errs by at most K*u of its terms' magnitudes,
+    # and ~40 chained layers with K <= 2304 give 40 * 2304 * u = 5.5e-3 at worst; and the L1
+    # content loss, whose gradient is a sign per feature: a feature difference within rounding
+    # of 0 flips its term, moving the gradient by up to 2/256 of its scale (this tiny VGG has
+    # 2 x 8 x 4 x 4 = 256 features). So each tensor's first moment agrees within 1e-2 in norm
+    # (measured 1.6e-3 on an AMD EPYC Zen 5 at every ISA setting); without DDP's all-reduce
+    # the runs differ by 0.93.
     for opt in ("opt_init", "opt_g", "opt_d"):
         assert a[opt]["state"].keys() == b[opt]["state"].keys() and b[opt]["state"]
         for i, s in b[opt]["state"].items():
-            m1, m2 = a[opt]["state"][i]["exp_avg"], s["exp_avg"]
-            error = ((m1 - m2).abs().max() / m2.abs().max()).item()
-            assert error <= bound, (opt, i, error)
+            ours, theirs = a[opt]["state"][i]["exp_avg"].double(), s["exp_avg"].double()
+            assert (ours - theirs).norm() <= 1e-2 * theirs.norm(), (opt, i)
     assert (tmp_path / "ddp" / "samples" / "epoch_002.jpg").stat().st_size > 0
 
 
