@@ -125,3 +125,58 @@ def test_training_gradients_equal_the_reference(state, mode):
         # relative to the tensor's largest gradient: elementwise rtol fails on the odd
         # element where terms cancel (1 input in 20 did, at 9e-5 absolute)
         assert (p.grad - want).abs().max() <= 1e-3 * want.abs().max(), name
+
+
+def test_pooled_moments_of_groups_with_a_large_common_mean_equal_float64():
+    """Strips of a map after a conv can share a large common offset (1e4 here, std 1). The
+    inputs are float32 moments as the engine hands them over; their mean carries up to half
+    an ulp at 1e4 (2^-11 = 4.9e-4), which moves the between-group term by at most
+    2 * 0.5 * 4.9e-4 per unit of variance: 2e-3 relative bounds it. E[x^2] - E[x]^2 in float32
+    would lose everything below float32's ulp at 1e8, which is 8."""
+    gen = torch.Generator().manual_seed(0)
+    groups = [1e4 + shift + torch.randn(n, generator=gen, dtype=torch.float64) for n, shift in ((5000, 0.0), (3000, 0.5), (7000, -0.3))]
+    counts = torch.tensor([len(g) for g in groups])
+    means = torch.stack([g.mean() for g in groups]).float()
+    variances = torch.stack([g.var(correction=0) for g in groups]).float()
+    mean, var = layerwise.pooled_moments(counts, means, variances)
+    every = torch.cat(groups)
+    assert mean == pytest.approx(every.mean().item(), abs=4.9e-4)
+    assert var == pytest.approx(every.var(correction=0).item(), rel=2e-3)
+
+
+def test_low_memory_path_on_a_map_with_a_large_offset_is_as_exact_as_the_straightforward_network(state):
+    """The first conv's output sits at about 1.4e4 with a spread of tens, so its layer
+    norm subtracts two nearly equal numbers. Against float64, the strip engine (in RAM and
+    spilled to files, many strips) must be as close as the straightforward float32 network:
+    within twice its distance (both do the same float32 operations in other orders)."""
+    from animegan2.lowmem import run_low_memory
+
+    offset = dict(state)
+    first = offset["block_a.0.1.weight"]
+    offset["block_a.0.1.weight"] = 100.0 + 0.05 * first  # 147 taps of about 100
+    x = 0.9 + 0.1 * torch.rand(1, 3, 45, 61)
+    exact = ReferenceGenerator(upsample="tf", eps=1e-5).double()
+    exact.load_state_dict(offset)
+    ref, g = _pair(offset, "tf", 1e-5)
+    with torch.inference_mode():
+        want = exact(x.double())
+        a0 = ref.block_a[0][1](ref.block_a[0][0](x))
+        assert a0.mean().item() > 1e4 and a0.std().item() < 1e-2 * a0.mean().item()
+        reference_error = (ref(x).double() - want).abs().max().item()
+        for got in (g(x), run_low_memory(g, x, max_memory=None, tile_rows=8), run_low_memory(g, x, max_memory=1, tile_rows=8)):
+            assert (got.double() - want).abs().max().item() <= 2 * reference_error
+
+
+def test_low_memory_bits_do_not_depend_on_what_the_process_holds(state, monkeypatch):
+    """Under a budget the strips are sized from the budget alone: oneDNN's 1x1 convolutions
+    round by strip height, so strips sized from the measured RSS gave other bits in another
+    process. Here the process "holds" 100 MB, then 900 MB, of a 1 GB budget."""
+    from animegan2.lowmem import run_low_memory
+
+    _, g = _pair(state, "tf", 1e-12)
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    outputs = []
+    for resident in (100 * 2**20, 900 * 2**20):
+        monkeypatch.setattr(layerwise, "current_rss", lambda resident=resident: resident)
+        outputs.append(run_low_memory(g, x, max_memory="1GB"))
+    assert torch.equal(outputs[0], outputs[1])
