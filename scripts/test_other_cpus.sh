@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The exactness and training-equivalence tests as CPUs of other kinds compute them: oneDNN limited
+# to AVX2 (a CPU without AVX-512) and to AVX512_CORE (AVX-512 without AMX or VNNI/BF16 kernels).
+# The default run of the suite covers this machine's own ISA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for isa in AVX2 AVX512_CORE; do
+    echo "== ONEDNN_MAX_CPU_ISA=$isa"
+    ONEDNN_MAX_CPU_ISA=$isa python -m pytest -q -p no:cacheprovider \
+        tests/test_fast_model.py tests/test_model.py tests/test_convert.py tests/test_convert_v1.py \
+        tests/test_lowmem.py tests/test_train_parity.py tests/test_train_trainer.py
+done
