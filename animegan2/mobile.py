@@ -1,0 +1,241 @@
+"""Phone formats: LiteRT (``.tflite``), ExecuTorch (``.pte``, XNNPACK delegate) and Core ML
+(``.mlpackage``), each with the weights' name, licence note and numerics recorded in the file.
+
+The converters are the ``mobile`` extra, imported only when used. All three trace the
+generator's module-by-module path with one change: the ``"tf"`` upsampling (TF1-legacy 2x
+bilinear) is written as nearest 2x, replicate-pad bottom/right by one, 2x2 average at stride 1
+-- the same weights (1, 1/2, 1/4) on the same neighbours, from ops every converter knows.
+
+>>> g = load_generator("hayao")                                        # doctest: +SKIP
+>>> export_executorch(g, "hayao.pte", metadata=export_metadata(g))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError, require
+from .export import INPUT_NAME, OUTPUT_NAME, _check_generator, _Exportable, _write_atomic
+from .model import upsample2x
+
+#: The smallest side the dynamic-shape formats accept (see ``stylize.MIN_SIDE``).
+MIN_SIDE = 8
+#: The largest side the dynamic-shape formats are built for.
+MAX_SIDE = 4096
+METADATA_NAME = "animegan2"  # the LiteRT metadata entry / ExecuTorch constant method
+
+
+def upsample2x_tf_ops(x: Tensor) -> Tensor:
+    """TF1-legacy 2x bilinear from nearest/pad/average ops: within 2.4e-7 of
+    :func:`~animegan2.resize.upsample2x_tf` (the sum of four equal terms may round)."""
+    y = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.avg_pool2d(F.pad(y, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+
+
+def _upsample(x: Tensor, mode: str, align_size: tuple[int, int]) -> Tensor:
+    return upsample2x_tf_ops(x) if mode == "tf" else upsample2x(x, mode, align_size)
+
+
+def _module(model: nn.Module) -> nn.Module:
+    return _Exportable(_check_generator(model).eval(), _upsample).eval()
+
+
+def _dynamic_shapes(generator: nn.Module):
+    # tf/half_pixel double exact halves: their sides are multiples of 4 (pad as Stylizer does).
+    side = 4 if generator.upsample != "align_corners" else 1
+    h = torch.export.Dim("h", min=-(-MIN_SIDE // side), max=MAX_SIDE // side)
+    w = torch.export.Dim("w", min=-(-MIN_SIDE // side), max=MAX_SIDE // side)
+    return ({2: side * h if side > 1 else h, 3: side * w if side > 1 else w},)
+
+
+def _torch_export(model: nn.Module, size: tuple[int, int], dynamic: bool):
+    generator = _check_generator(model)
+    x = torch.zeros(1, 3, *size)
+    with torch.no_grad():
+        return torch.export.export(_module(generator), (x,), dynamic_shapes=_dynamic_shapes(generator) if dynamic else None)
+
+
+# --- LiteRT ---
+
+
+def _tflite_with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
+    # LiteRT's Model table has named metadata buffers: one holds our JSON.
+    schema = require("ai_edge_litert.schema_py_generated", "mobile")
+    flatbuffers = require("flatbuffers", "mobile")
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    builder = flatbuffers.Builder(len(flatbuffer) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def export_litert(
+    model: nn.Module, path: str | os.PathLike, *, size: tuple[int, int], metadata: dict[str, str] | None = None
+) -> Path:
+    """Convert a generator to LiteRT with ``litert-torch`` and write ``path`` atomically: input
+    ``1 x 3 x size`` float32 in [-1, 1] (fixed: litert-torch converts these graphs with static
+    shapes only), output the same layout. ``metadata`` goes into the model's metadata table
+    under ``"animegan2"`` (JSON)."""
+    litert_torch = require("litert_torch", "mobile")
+    generator = _check_generator(model)
+    with torch.no_grad():
+        edge = litert_torch.convert(_module(generator), (torch.zeros(1, 3, *size),))
+    with tempfile.TemporaryDirectory(prefix="animegan2-litert-") as tmp:
+        edge.export(str(Path(tmp) / "model.tflite"))
+        data = (Path(tmp) / "model.tflite").read_bytes()
+    if metadata:
+        data = _tflite_with_metadata(data, metadata)
+    return _write_atomic(path, data)
+
+
+def read_litert_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``"animegan2"`` metadata a LiteRT file was written with (empty if none)."""
+    schema = require("ai_edge_litert.schema_py_generated", "mobile")
+    model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == METADATA_NAME:
+            return json.loads(bytes(model.buffers[entry.buffer].data))
+    return {}
+
+
+class LiteRTModel(nn.Module):
+    """A ``.tflite`` generator run by the LiteRT interpreter (``ai-edge-litert``), with the
+    Generator's call convention for one image of the file's fixed size."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        super().__init__()
+        interpreter = require("ai_edge_litert.interpreter", "mobile")
+        self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+
+    def forward(self, x: Tensor) -> Tensor:
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self.interpreter.set_tensor(inp["index"], x.detach().float().contiguous().numpy())
+        self.interpreter.invoke()
+        return torch.from_numpy(self.interpreter.get_tensor(out["index"]).copy())
+
+
+# --- ExecuTorch ---
+
+
+def export_executorch(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int] = (256, 256),
+    dynamic: bool = True,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Lower a generator to ExecuTorch with the XNNPACK delegate and write the ``.pte``
+    atomically. ``dynamic``: height and width from :data:`MIN_SIDE` to :data:`MAX_SIDE`
+    (multiples of 4 in the ``"tf"``/``"half_pixel"`` modes), else exactly ``size``.
+    ``metadata`` is a constant method ``animegan2`` returning its JSON as uint8 bytes."""
+    require("executorch", "mobile")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = _torch_export(model, size, dynamic)
+    constants = {METADATA_NAME: torch.tensor(list(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)} if metadata else None
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
+    return _write_atomic(path, edge.to_executorch().buffer)
+
+
+class ExecuTorchModel(nn.Module):
+    """A ``.pte`` generator run by ExecuTorch's Python runtime (Generator call convention)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        require("executorch", "mobile")
+        from executorch.runtime import Runtime
+
+        self.program = Runtime.get().load_program(Path(path))
+        self.method = self.program.load_method("forward")
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The JSON recorded at export time (empty if none)."""
+        if METADATA_NAME not in self.program.method_names:
+            return {}
+        raw = self.program.load_method(METADATA_NAME).execute([])[0]
+        return json.loads(bytes(raw.tolist()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.method.execute([x.detach().float().contiguous()])[0]
+
+
+# --- Core ML ---
+
+COREML_PRECISIONS = ("float32", "float16")
+
+
+def convert_coreml(
+    model: nn.Module,
+    *,
+    size: tuple[int, int] = (256, 256),
+    dynamic: bool = True,
+    precision: str = "float16",
+    metadata: dict[str, str] | None = None,
+):
+    """Convert a generator to a Core ML ML Program (iOS 16 / macOS 13 or later) and return
+    the ``coremltools`` model: input ``image`` 1 x 3 x H x W, output ``anime``; ``dynamic``
+    sizes as for :func:`export_executorch`; ``precision`` the compute precision."""
+    ct = require("coremltools", "mobile")
+    if precision not in COREML_PRECISIONS:
+        raise ConfigError(f"Core ML precision must be one of {COREML_PRECISIONS}, got {precision!r}")
+    generator = _check_generator(model)
+    program = _torch_export(generator, size, dynamic).run_decompositions({})
+    mlmodel = ct.convert(
+        program,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT16 if precision == "float16" else ct.precision.FLOAT32,
+        skip_model_load=True,  # Core ML runs on Apple systems only
+    )
+    spec = mlmodel.get_spec()
+    ct.utils.rename_feature(spec, spec.description.input[0].name, INPUT_NAME)
+    ct.utils.rename_feature(spec, spec.description.output[0].name, OUTPUT_NAME)
+    mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+    if metadata:
+        mlmodel.short_description = f"AnimeGANv2 generator ({metadata.get('weights', 'unnamed weights')}): photo -> anime"
+        mlmodel.license = metadata.get("license", "")
+        mlmodel.user_defined_metadata.update({k: str(v) for k, v in metadata.items()})
+    mlmodel.input_description[INPUT_NAME] = "1 x 3 x H x W float32 RGB in [-1, 1]"
+    mlmodel.output_description[OUTPUT_NAME] = "1 x 3 x H' x W' float32 RGB in [-1, 1]"
+    return mlmodel
+
+
+def export_coreml(model: nn.Module, path: str | os.PathLike, **kwargs) -> Path:
+    """:func:`convert_coreml` and save the ``.mlpackage`` folder under ``path`` (made beside it
+    and renamed into place, replacing an older package of that name)."""
+    mlmodel = convert_coreml(model, **kwargs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        mlmodel.save(str(tmp / path.name))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+__all__ = [
+    "COREML_PRECISIONS", "ExecuTorchModel", "LiteRTModel", "convert_coreml", "export_coreml", "export_executorch",
+    "export_litert", "read_litert_metadata", "upsample2x_tf_ops",
+]  # fmt: skip
