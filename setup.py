@@ -20,8 +20,12 @@ EXTRAS = {
     "hf": ["huggingface_hub>=0.20"],
     "tf": ["tensorflow-cpu>=2.12"],
     "web": ["gradio>=4.0"],
+    "mobile": ["executorch>=1.5,<2", "coremltools>=9.0"],
+    # Not in "all": litert-converter 0.5 pins xdsl 0.28, which pins typing-extensions<4.13 and so
+    # downgrades pydantic under gradio. Install it in its own environment.
+    "litert": ["litert-torch>=0.10,<1", "ai-edge-litert>=2.3"],
 }
-EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() if name != "litert" for dep in deps})
 EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40"]
 
 setup(

@@ -28,8 +28,9 @@ from .model import upsample2x
 
 #: The smallest side the dynamic-shape formats accept (see ``stylize.MIN_SIDE``).
 MIN_SIDE = 8
-#: The largest side the dynamic-shape formats are built for.
-MAX_SIDE = 4096
+#: The largest side the dynamic-shape formats are built for: Core ML sizes buffers when it
+#: runs, ExecuTorch plans its buffers for the largest input at export time.
+MAX_SIDE = {"coreml": 4096, "executorch": 1024}
 METADATA_NAME = "animegan2"  # the LiteRT metadata entry / ExecuTorch constant method
 
 
@@ -48,19 +49,27 @@ def _module(model: nn.Module) -> nn.Module:
     return _Exportable(_check_generator(model).eval(), _upsample).eval()
 
 
-def _dynamic_shapes(generator: nn.Module):
+def _dynamic_shapes(generator: nn.Module, max_side: int):
     # tf/half_pixel double exact halves: their sides are multiples of 4 (pad as Stylizer does).
     side = 4 if generator.upsample != "align_corners" else 1
-    h = torch.export.Dim("h", min=-(-MIN_SIDE // side), max=MAX_SIDE // side)
-    w = torch.export.Dim("w", min=-(-MIN_SIDE // side), max=MAX_SIDE // side)
+    h = torch.export.Dim("h", min=-(-MIN_SIDE // side), max=max_side // side)
+    w = torch.export.Dim("w", min=-(-MIN_SIDE // side), max=max_side // side)
     return ({2: side * h if side > 1 else h, 3: side * w if side > 1 else w},)
 
 
-def _torch_export(model: nn.Module, size: tuple[int, int], dynamic: bool):
+def _torch_export(model: nn.Module, size: tuple[int, int], max_side: int | None):
     generator = _check_generator(model)
     x = torch.zeros(1, 3, *size)
+    shapes = _dynamic_shapes(generator, max_side) if max_side else None
     with torch.no_grad():
-        return torch.export.export(_module(generator), (x,), dynamic_shapes=_dynamic_shapes(generator) if dynamic else None)
+        return torch.export.export(_module(generator), (x,), dynamic_shapes=shapes)
+
+
+def _with_sizes(metadata: dict[str, str] | None, size: tuple[int, int], max_side: int | None) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    shape = f"sides from {MIN_SIDE} to {max_side}" if max_side else f"fixed input 1 x 3 x {size[0]} x {size[1]}"
+    return {**metadata, "input_sizes": f"{shape}; {metadata['input_sizes']}"}
 
 
 # --- LiteRT ---
@@ -97,7 +106,7 @@ def export_litert(
         edge.export(str(Path(tmp) / "model.tflite"))
         data = (Path(tmp) / "model.tflite").read_bytes()
     if metadata:
-        data = _tflite_with_metadata(data, metadata)
+        data = _tflite_with_metadata(data, _with_sizes(metadata, size, None))
     return _write_atomic(path, data)
 
 
@@ -141,15 +150,17 @@ def export_executorch(
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Lower a generator to ExecuTorch with the XNNPACK delegate and write the ``.pte``
-    atomically. ``dynamic``: height and width from :data:`MIN_SIDE` to :data:`MAX_SIDE`
+    atomically. ``dynamic``: height and width from :data:`MIN_SIDE` to ``MAX_SIDE["executorch"]``
     (multiples of 4 in the ``"tf"``/``"half_pixel"`` modes), else exactly ``size``.
-    ``metadata`` is a constant method ``animegan2`` returning its JSON as uint8 bytes."""
+    ``metadata`` is a constant method ``animegan2`` returning its JSON string."""
     require("executorch", "mobile")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    program = _torch_export(model, size, dynamic)
-    constants = {METADATA_NAME: torch.tensor(list(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)} if metadata else None
+    max_side = MAX_SIDE["executorch"] if dynamic else None
+    program = _torch_export(model, size, max_side)
+    metadata = _with_sizes(metadata, size, max_side)
+    constants = {METADATA_NAME: json.dumps(metadata, sort_keys=True)} if metadata else None
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
     return _write_atomic(path, edge.to_executorch().buffer)
 
@@ -170,8 +181,7 @@ class ExecuTorchModel(nn.Module):
         """The JSON recorded at export time (empty if none)."""
         if METADATA_NAME not in self.program.method_names:
             return {}
-        raw = self.program.load_method(METADATA_NAME).execute([])[0]
-        return json.loads(bytes(raw.tolist()))
+        return json.loads(self.program.load_method(METADATA_NAME).execute([])[0])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.method.execute([x.detach().float().contiguous()])[0]
@@ -186,18 +196,24 @@ def convert_coreml(
     model: nn.Module,
     *,
     size: tuple[int, int] = (256, 256),
-    dynamic: bool = True,
+    dynamic: bool | None = None,
     precision: str = "float16",
     metadata: dict[str, str] | None = None,
 ):
     """Convert a generator to a Core ML ML Program (iOS 16 / macOS 13 or later) and return
-    the ``coremltools`` model: input ``image`` 1 x 3 x H x W, output ``anime``; ``dynamic``
-    sizes as for :func:`export_executorch`; ``precision`` the compute precision."""
+    the ``coremltools`` model: input ``image`` 1 x 3 x H x W, output ``anime``; ``precision``
+    the compute precision. ``dynamic`` (default: all but ``"align_corners"``, whose resize to
+    a size known only at run time coremltools cannot map): sides from :data:`MIN_SIDE` to
+    ``MAX_SIDE["coreml"]``, else exactly ``size``."""
     ct = require("coremltools", "mobile")
     if precision not in COREML_PRECISIONS:
         raise ConfigError(f"Core ML precision must be one of {COREML_PRECISIONS}, got {precision!r}")
     generator = _check_generator(model)
-    program = _torch_export(generator, size, dynamic).run_decompositions({})
+    if dynamic is None:
+        dynamic = generator.upsample != "align_corners"
+    max_side = MAX_SIDE["coreml"] if dynamic else None
+    metadata = _with_sizes(metadata, size, max_side)
+    program = _torch_export(generator, size, max_side).run_decompositions({})
     mlmodel = ct.convert(
         program,
         convert_to="mlprogram",
