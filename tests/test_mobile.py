@@ -99,3 +99,24 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch, stat
     assert err.count("\n") == 0 and "pip install 'animegan2[mobile]'" in err
     with pytest.raises(MissingDependencyError, match=r"animegan2\[mobile\]"):
         convert_coreml(_generator(state, "tf"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_litert_matches_pytorch(state, photos, tmp_path, mode):
+    # The litert extra cannot share an environment with the test extra (see setup.py): this runs
+    # where litert-torch is installed, e.g. `pip install -e .[litert]` in a separate venv.
+    pytest.importorskip("litert_torch", reason="the litert extra is not installed (it conflicts with gradio's pydantic)")
+    from animegan2.mobile import LiteRTModel, export_litert, read_litert_metadata
+
+    g = _generator(state, mode)
+    sizes = photos if mode == "tf" else photos[:1]  # litert-torch converts fixed sizes: one file per size
+    for x in sizes:
+        path = export_litert(g, tmp_path / "g.tflite", size=tuple(x.shape[-2:]), metadata=export_metadata(g, "random", "test only"))
+        with torch.inference_mode():
+            want = g(x)
+        got = LiteRTModel(path)(x)
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() <= FLOAT32_TOL
+    meta = read_litert_metadata(path)
+    assert (meta["weights"], meta["upsample"]) == ("random", mode)
+    assert meta["input_sizes"].startswith(f"fixed input 1 x 3 x {x.shape[-2]} x {x.shape[-1]}")
