@@ -579,7 +579,7 @@ def _add_export(sub, common):
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
     what.add_argument("--torchscript", metavar="OUT.pt", help="write a traced TorchScript module")
-    what.add_argument("--litert", metavar="OUT.tflite", help="write a LiteRT model, fixed --size (the mobile extra)")
+    what.add_argument("--litert", metavar="OUT.tflite", help="write a LiteRT model, fixed --size (the litert extra)")
     what.add_argument("--executorch", metavar="OUT.pte", help="write an ExecuTorch program, XNNPACK (the mobile extra)")
     what.add_argument("--coreml", metavar="OUT.mlpackage", help="write a Core ML package (the mobile extra)")
     what.add_argument("--web", metavar="DIR", help="write a static web app (ONNX Runtime Web) into a new folder")

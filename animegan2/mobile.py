@@ -1,7 +1,9 @@
 """Phone formats: LiteRT (``.tflite``), ExecuTorch (``.pte``, XNNPACK delegate) and Core ML
 (``.mlpackage``), each with the weights' name, licence note and numerics recorded in the file.
 
-The converters are the ``mobile`` extra, imported only when used. All three trace the
+The converters are extras, imported only when used: ``mobile`` (ExecuTorch, Core ML) and
+``litert`` (litert-torch; its pins clash with the ``web`` extra, so it lives in its own
+environment). All three trace the
 generator's module-by-module path with one change: the ``"tf"`` upsampling (TF1-legacy 2x
 bilinear) is written as nearest 2x, replicate-pad bottom/right by one, 2x2 average at stride 1
 -- the same weights (1, 1/2, 1/4) on the same neighbours, from ops every converter knows.
@@ -104,8 +106,8 @@ def _with_sizes(metadata: dict[str, str] | None, size: tuple[int, int], max_side
 
 def _tflite_with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     # LiteRT's Model table has named metadata buffers: one holds our JSON.
-    schema = require("ai_edge_litert.schema_py_generated", "mobile")
-    flatbuffers = require("flatbuffers", "mobile")
+    schema = require("ai_edge_litert.schema_py_generated", "litert")
+    flatbuffers = require("flatbuffers", "litert")
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     buffer = schema.BufferT()
     buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
@@ -125,7 +127,7 @@ def export_litert(
     ``1 x 3 x size`` float32 in [-1, 1] (fixed: litert-torch converts these graphs with static
     shapes only), output the same layout. ``metadata`` goes into the model's metadata table
     under ``"animegan2"`` (JSON)."""
-    litert_torch = require("litert_torch", "mobile")
+    litert_torch = require("litert_torch", "litert")
     generator = _check_generator(model)
     with torch.no_grad():
         edge = litert_torch.convert(_module(generator), (torch.zeros(1, 3, *size),))
@@ -139,7 +141,7 @@ def export_litert(
 
 def read_litert_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``"animegan2"`` metadata a LiteRT file was written with (empty if none)."""
-    schema = require("ai_edge_litert.schema_py_generated", "mobile")
+    schema = require("ai_edge_litert.schema_py_generated", "litert")
     model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
     for entry in model.metadata or []:
         name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
@@ -154,7 +156,7 @@ class LiteRTModel(nn.Module):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         super().__init__()
-        interpreter = require("ai_edge_litert.interpreter", "mobile")
+        interpreter = require("ai_edge_litert.interpreter", "litert")
         self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
 
