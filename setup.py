@@ -37,7 +37,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["animegan2", "animegan2.*"]),
-    package_data={"animegan2": ["weights_manifest.json"]},
+    package_data={"animegan2": ["weights_manifest.json", "web_static/*"]},
     install_requires=[
         "torch>=2.0,<3",
         "numpy>=1.23",
