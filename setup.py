@@ -20,8 +20,12 @@ EXTRAS = {
     "hf": ["huggingface_hub>=0.20"],
     "tf": ["tensorflow-cpu>=2.12"],
     "web": ["gradio>=6.0,<7"],  # Gradio 6 API (fit_columns, buttons, api_visibility); the page CSS targets its gallery
+    "mobile": ["executorch>=1.5,<2", "coremltools>=9.0"],
+    # Not in "all": litert-converter 0.5 pins xdsl 0.28, which pins typing-extensions<4.13 and so
+    # downgrades pydantic under gradio. Install it in its own environment.
+    "litert": ["litert-torch>=0.10,<1", "ai-edge-litert>=2.3"],
 }
-EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() if name != "litert" for dep in deps})
 EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40"]
 
 setup(
@@ -33,7 +37,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["animegan2", "animegan2.*"]),
-    package_data={"animegan2": ["weights_manifest.json"]},
+    package_data={"animegan2": ["weights_manifest.json", "web_static/*"]},
     install_requires=[
         "torch>=2.0,<3",
         "numpy>=1.23",

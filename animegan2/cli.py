@@ -671,45 +671,86 @@ def _say_precision(stylizer, quiet: bool) -> None:
 
 @subcommand
 def _add_export(sub, common):
-    p = sub.add_parser("export", parents=[common], help="export a generator to ONNX or TorchScript")
+    p = sub.add_parser("export", parents=[common], help="export a generator for ONNX, TorchScript, phones or the browser")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
     what.add_argument("--torchscript", metavar="OUT.pt", help="write a traced TorchScript module")
+    what.add_argument("--litert", metavar="OUT.tflite", help="write a LiteRT model, fixed --size (the litert extra)")
+    what.add_argument("--executorch", metavar="OUT.pte", help="write an ExecuTorch program, XNNPACK (the mobile extra)")
+    what.add_argument("--coreml", metavar="OUT.mlpackage", help="write a Core ML package (the mobile extra)")
+    what.add_argument("--web", metavar="DIR", help="write a static web app (ONNX Runtime Web) into a new folder")
     p.add_argument("--weights", required=True, help="a zoo name, weights file or URL")
     p.add_argument("--upsample", choices=["tf", "align_corners", "half_pixel"], help="override the weights' upsampling mode")
     p.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (11 or later, default 17)")
     p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch, height and width")
     p.add_argument("--size", type=_positive_int, nargs=2, default=[512, 512], metavar=("H", "W"),
-                   help="input size traced (the fixed ONNX input size without --dynamic; default 512 512)")
-    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
-                   help="ONNX: int8 static quantization (needs --calibration, implies --dynamic)")
+                   help="input size traced (the fixed input size of ONNX without --dynamic, LiteRT, and Core ML "
+                        "with align_corners upsampling; default 512 512)")
+    p.add_argument("--precision", choices=["float32", "int8", "float16"], default=None,
+                   help="ONNX: int8 static quantization (needs --calibration, implies --dynamic); "
+                        "Core ML: float16 (default) or float32")
     p.add_argument("--calibration", nargs="+", metavar="PHOTO", help="photos to calibrate int8 on")
+    p.add_argument("--onnxruntime-web", metavar="TGZ",
+                   help="--web: the onnxruntime-web npm tarball to vendor (default: `npm pack` into the cache)")
     _add_existing_output_options(p)
     p.set_defaults(func=_run_export)
 
 
-def _run_export(args) -> int:
-    from .export import calibration_tensors, export_onnx, export_torchscript, quantize_int8
-    from .zoo import load_generator
+def _export_precision(args) -> str:
+    allowed = {"coreml": ("float16", "float32"), "onnx": ("float32", "int8")}
+    kind = next(k for k in ("onnx", "torchscript", "litert", "executorch", "coreml", "web") if getattr(args, k))
+    precision = args.precision or allowed.get(kind, ("float32",))[0]
+    if precision not in allowed.get(kind, ("float32",)):
+        raise ConfigError(f"--{kind} export takes --precision {' or '.join(allowed.get(kind, ('float32',)))}, not {precision}")
+    return precision
 
-    if _keep_existing(args.weights, args.onnx or args.torchscript, args):
+
+def _run_export(args) -> int:
+    from .export import calibration_tensors, export_metadata, export_onnx, export_torchscript, quantize_int8
+    from .zoo import build_model, load_state_dict
+
+    destination = args.onnx or args.torchscript or args.litert or args.executorch or args.coreml
+    if destination and _keep_existing(args.weights, destination, args):  # --web refuses a folder in use itself
         return 0
-    model = load_generator(args.weights, upsample=args.upsample, progress=not args.quiet)
+    state, meta = load_state_dict(args.weights, progress=not args.quiet)
+    model = build_model(meta, upsample=args.upsample)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    name = meta.name or Path(str(args.weights)).name
+    metadata = export_metadata(model, name, meta.license)
+    precision = _export_precision(args)
     size = tuple(args.size)
     if args.torchscript:
-        if args.precision != "float32":
-            raise ConfigError("TorchScript export is float32 only; int8 exports to ONNX (--onnx)")
         path = export_torchscript(model, args.torchscript, size=size)
+    elif args.litert:
+        from .mobile import export_litert
+
+        path = export_litert(model, args.litert, size=size, metadata=metadata)
+    elif args.executorch:
+        from .mobile import export_executorch
+
+        path = export_executorch(model, args.executorch, metadata=metadata)
+    elif args.coreml:
+        from .mobile import export_coreml
+
+        path = export_coreml(model, args.coreml, size=size, precision=precision, metadata=metadata)
+    elif args.web:
+        from .webexport import export_web
+
+        path = export_web(model, args.web, metadata=metadata, ort_tarball=args.onnxruntime_web, opset=args.opset)
     else:
-        if args.precision == "int8" and not args.calibration:
+        if precision == "int8" and not args.calibration:
             raise ConfigError("--precision int8 needs --calibration PHOTO... (a few real photos)")
-        dynamic = args.dynamic or args.precision == "int8"
-        if args.precision == "int8":
-            float_model = export_onnx(model, opset=args.opset, dynamic=True)
+        if precision == "int8":
+            float_model = export_onnx(model, opset=args.opset, dynamic=True, metadata=metadata)
             quantize_int8(float_model, calibration_tensors(args.calibration), args.onnx)
         else:
-            export_onnx(model, args.onnx, opset=args.opset, dynamic=dynamic, size=size)
+            export_onnx(model, args.onnx, opset=args.opset, dynamic=args.dynamic, size=size, metadata=metadata)
         path = Path(args.onnx)
     if not args.quiet:
-        print(f"animegan2: wrote {path} ({model.upsample} upsampling, {args.precision})", file=sys.stderr)
+        print(f"animegan2: wrote {path} ({model.upsample} upsampling, {precision})", file=sys.stderr)
+        if "non-commercial" in metadata["license"]:
+            print(f"animegan2: licence note for {name}: {metadata['license']}", file=sys.stderr)
+        if args.web:
+            print(f"animegan2: serve it with: python -m http.server -d {path} (then open http://127.0.0.1:8000/)", file=sys.stderr)
     return 0

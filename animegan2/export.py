@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import __version__
 from ._atomic import write_bytes_atomic
 from .errors import ConfigError, ImageError, WeightsError, require
 from .model import Generator, upsample2x, upsample2x_tf
@@ -95,6 +96,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic: bool = False,
     size: tuple[int, int] = (256, 256),
+    metadata: dict[str, str] | None = None,
 ) -> bytes:
     """Export a :class:`~animegan2.model.Generator` to ONNX; returns the model's bytes and
     writes them atomically to ``path`` if given.
@@ -102,6 +104,7 @@ def export_onnx(
     ``size`` is the (height, width) traced; with ``dynamic=True`` the batch, height and width
     are dynamic axes, otherwise the graph takes exactly 1 x 3 x ``size``. Input ``image``
     (N x 3 x H x W float32 in [-1, 1]), output ``anime``. ``opset`` 11 or later.
+    ``metadata`` (see :func:`export_metadata`) goes into the model's ``metadata_props``.
     """
     generator = _check_generator(model)
     if opset < 11:
@@ -125,9 +128,42 @@ def export_onnx(
     finally:
         generator.train(was_training)
     data = buffer.getvalue()
+    if metadata:
+        onnx = require("onnx", "onnx")
+        proto = onnx.load_from_string(data)
+        onnx.helper.set_model_props(proto, metadata)
+        data = proto.SerializeToString()
     if path is not None:
         _write_atomic(path, data)
     return data
+
+
+def export_metadata(model: nn.Module, name: str | None = None, license: str | None = None) -> dict[str, str]:
+    """What an exported file records about its generator: the weights' ``name`` and
+    ``license`` note, and the numerics that decide its output (upsampling mode, norm
+    epsilon) with the input size rule that follows from them.
+
+    >>> export_metadata(Generator(upsample="tf", norm_eps=1e-12), "hayao")["norm_eps"]
+    '1e-12'
+    """
+    generator = _check_generator(model)
+    if generator.upsample == "align_corners":
+        sizes = "any height and width >= 8; the output has the input's size"
+    else:
+        sizes = (
+            "height and width multiples of 4, >= 8: reflect-pad the bottom and right edges up to them "
+            "and crop the output back (as animegan2's Stylizer does)"
+        )
+    return {
+        "weights": name or "unnamed",
+        "license": license or "not recorded: check where the weights came from",
+        "upsample": generator.upsample,
+        "norm_eps": repr(next(m.eps for m in generator.modules() if isinstance(m, nn.GroupNorm))),
+        "input": f"{INPUT_NAME}: N x 3 x H x W float32 RGB, pixel / 127.5 - 1",
+        "output": f"{OUTPUT_NAME}: N x 3 x H x W float32 RGB in [-1, 1]; pixel = uint8(clip((x + 1) * 127.5, 0, 255))",
+        "input_sizes": sizes,
+        "producer": f"animegan2 {__version__}",
+    }
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike, *, size: tuple[int, int] = (256, 256)) -> Path:
