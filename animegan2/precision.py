@@ -177,6 +177,20 @@ def choose(requested: str, caps: Capabilities, backend: str | None = None) -> Pl
     return Plan(name, precision, runs_on, caps.device, reason)
 
 
+def model_refusal(precision: str, model: nn.Module) -> str | None:
+    """Why ``model`` cannot run in ``precision`` (whatever the device), or ``None`` if it can:
+    bf16/fp16 need a PyTorch network (not a published ONNX graph), int8 the AnimeGANv2
+    generator (it is exported to ONNX and quantized)."""
+    from .model import Generator
+
+    name = type(model).__name__
+    if precision in ("bf16", "fp16") and next(model.parameters(), None) is None:
+        return f"{name} runs as published, in float32: {precision} needs a PyTorch network; use precision 'exact'"
+    if precision == "int8" and not isinstance(model, Generator):
+        return f"int8 quantizes the AnimeGANv2 generator only, not {name}; use precision 'exact', 'bf16' or 'fast'"
+    return None
+
+
 class LowPrecisionModel(nn.Module):
     """A generator run in bfloat16 or float16 behind the float32 call convention
     (N x 3 x H x W float32 in [-1, 1] -> float32).

@@ -11,6 +11,7 @@ The module itself is callable, so ``animegan2.stylize(...)`` works whether or no
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from .errors import AnimeGANError, ConfigError, ImageError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
-from .precision import LowPrecisionModel, Plan, choose, detect, normalize
+from .precision import LowPrecisionModel, Plan, choose, detect, model_refusal, normalize
 
 logger = logging.getLogger("animegan2")
 
@@ -267,6 +268,11 @@ class Stylizer:
             from .zoo import load_generator
 
             self.model = load_generator(weights, device=self.device, progress=progress)
+        refusal = model_refusal(self.plan.precision, self.model)
+        if refusal and self.plan.requested != "fast":
+            raise ConfigError(refusal)
+        if refusal:  # fast falls back to the path every model runs
+            self.plan = dataclasses.replace(self.plan, precision="fp32", backend="torch", reason=f"{type(self.model).__name__} runs in float32 only")
         if self.plan.backend == "onnxruntime":
             from .export import OnnxRuntimeModel
 

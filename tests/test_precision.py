@@ -228,3 +228,19 @@ def test_cli_refuses_a_precision_the_device_cannot_run(weights, testdata, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("animegan2: error: fp16 needs a GPU or a CPU with AVX-512 FP16/AMX-FP16") and err.count("\n") == 1
         assert not out.exists()
+
+
+def test_models_that_cannot_run_a_precision(monkeypatch):
+    from animegan2.model_v1 import GeneratorV1
+
+    monkeypatch.setattr(stylize_module, "detect", lambda device: VNNI_ONLY)
+    graph = torch.nn.Tanh()  # no PyTorch weights, as a published ONNX graph (AnimeGANv3) has none
+    with pytest.raises(ConfigError, match="^Tanh runs as published, in float32: bf16 needs a PyTorch network; use precision 'exact'$"):
+        Stylizer(graph, device="cpu", precision="bf16")
+    with pytest.raises(ConfigError, match="^int8 quantizes the AnimeGANv2 generator only, not GeneratorV1; use precision"):
+        Stylizer(GeneratorV1(), device="cpu", precision="int8")
+    fast = Stylizer(GeneratorV1(), device="cpu", precision="fast")  # VNNI picks int8, which v1 cannot run
+    assert fast.plan.describe() == "float32 on torch (cpu; fast: GeneratorV1 runs in float32 only)"
+    monkeypatch.setattr(stylize_module, "detect", lambda device: AMX)
+    assert Stylizer(graph, device="cpu", precision="fast").plan.precision == "fp32"
+    assert isinstance(Stylizer(GeneratorV1(), device="cpu", precision="fast").model, LowPrecisionModel)  # bf16 runs any network
