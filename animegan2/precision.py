@@ -99,10 +99,15 @@ class Plan:
     device: str
     reason: str = ""
 
+    @property
+    def name(self) -> str:
+        """The precision's long name: ``float32``, ``bfloat16``, ``float16`` or ``int8``."""
+        return _LONG_NAMES[self.precision]
+
     def describe(self) -> str:
         """One line saying which path runs, e.g. ``"int8 on onnxruntime (cpu; fast: VNNI)"``."""
         detail = self.device + (f"; {self.requested}: {self.reason}" if self.requested == "fast" else "")
-        return f"{_LONG_NAMES[self.precision]} on {self.backend} ({detail})"
+        return f"{self.name} on {self.backend} ({detail})"
 
 
 def normalize(precision: str) -> str:
@@ -113,24 +118,25 @@ def normalize(precision: str) -> str:
     return name
 
 
-def _fast(caps: Capabilities) -> tuple[str, str]:
-    """(precision, reason) for ``fast``."""
+def _fast(caps: Capabilities) -> list[tuple[str, str]]:
+    """(precision, reason) candidates for ``fast``, fastest first; float32 always closes it."""
     if caps.device == "cuda":
-        return "fp16", "CUDA GPU"
+        return [("fp16", "CUDA GPU")]
     if caps.device == "mps":
-        return "fp16", "Apple GPU"
+        return [("fp16", "Apple GPU")]
+    candidates = []
     if caps.amx_bf16:
-        return "bf16", "AMX"
-    if caps.avx512_bf16:
-        # Without AMX, bfloat16 (AVX-512 BF16) measured faster than ONNX Runtime's int8 on
-        # AVX-512 VNNI (README, "Precision"), and needs no calibration.
-        return "bf16", "AVX-512 BF16, no AMX"
+        candidates.append(("bf16", "AMX"))
     if caps.vnni and caps.onnxruntime:
-        return "int8", "VNNI"
+        # Without AMX, ONNX Runtime's int8 on AVX-512 VNNI measured faster than bfloat16 on
+        # AVX-512 BF16 at 2 threads (0.30x against 0.48x of the baseline; README, "Precision").
+        candidates.append(("int8", "VNNI" + (", no AMX" if caps.avx512_bf16 else "")))
+    if caps.avx512_bf16 and not caps.amx_bf16:
+        candidates.append(("bf16", "AVX-512 BF16, no AMX"))
     why = "no AMX, AVX-512 BF16 or VNNI"
-    if caps.vnni:
+    if caps.vnni and not caps.onnxruntime:
         why = "VNNI, but int8 needs ONNX Runtime: pip install 'animegan2[onnx]'"
-    return "fp32", why
+    return [*candidates, ("fp32", why)]
 
 
 def _refusal(precision: str, caps: Capabilities) -> str | None:
@@ -150,31 +156,45 @@ def _refusal(precision: str, caps: Capabilities) -> str | None:
     return None
 
 
-def choose(requested: str, caps: Capabilities, backend: str | None = None) -> Plan:
+def choose(requested: str, caps: Capabilities, backend: str | None = None, model: nn.Module | None = None) -> Plan:
     """The path for ``requested`` (one of :data:`PRECISIONS` or an alias) on ``caps``.
 
     ``exact`` and ``fp32`` are the float32 default path; ``fast`` picks by the device
-    (fp16 on GPUs; bf16 with AMX or AVX-512 BF16; int8 with VNNI; float32 otherwise); an
-    explicit precision the device cannot run is a :class:`ConfigError`. ``backend``
-    (``"torch"``/``"onnxruntime"``), when given, must be one the precision runs on.
+    (fp16 on GPUs; bf16 with AMX; int8 with VNNI and ONNX Runtime; bf16 with AVX-512 BF16;
+    float32 otherwise), skipping what ``backend`` or ``model`` cannot run; an explicit
+    precision the device, ``backend`` (``"torch"``/``"onnxruntime"``) or ``model`` cannot
+    run is a :class:`ConfigError`.
     """
     name = normalize(requested)
-    reason = ""
     if name in ("exact", "fp32"):
-        precision = "fp32"
-    elif name == "fast":
-        precision, reason = _fast(caps)
-    else:
-        precision = name
-        refusal = _refusal(precision, caps)
-        if refusal:
-            raise ConfigError(refusal)
-    runs_on = "onnxruntime" if precision == "int8" else "torch"
-    if backend is not None and backend != runs_on:
-        if precision != "fp32":  # float32 runs on either
-            raise ConfigError(f"precision {requested!r} runs {_LONG_NAMES[precision]} on {runs_on}, not on backend {backend!r}")
-        runs_on = backend
-    return Plan(name, precision, runs_on, caps.device, reason)
+        return Plan(name, "fp32", backend or "torch", caps.device)
+    if name == "fast":
+        skipped = ""
+        for precision, reason in _fast(caps):
+            if _backend_refusal(requested, precision, backend):
+                skipped = skipped or f"backend {backend} runs float32 only"
+            elif model is not None and model_refusal(precision, model):
+                skipped = skipped or f"{type(model).__name__} runs in float32 only"
+            else:
+                return Plan(name, precision, backend or _runs_on(precision), caps.device, skipped if precision == "fp32" and skipped else reason)
+    refusal = (
+        _refusal(name, caps)
+        or _backend_refusal(requested, name, backend)
+        or (model_refusal(name, model) if model is not None else None)
+    )
+    if refusal:
+        raise ConfigError(refusal)
+    return Plan(name, name, _runs_on(name), caps.device)
+
+
+def _runs_on(precision: str) -> str:
+    return "onnxruntime" if precision == "int8" else "torch"
+
+
+def _backend_refusal(requested: str, precision: str, backend: str | None) -> str | None:
+    if backend is None or backend == _runs_on(precision) or precision == "fp32":  # float32 runs on either
+        return None
+    return f"precision {requested!r} runs {_LONG_NAMES[precision]} on {_runs_on(precision)}, not on backend {backend!r}"
 
 
 def model_refusal(precision: str, model: nn.Module) -> str | None:
@@ -196,11 +216,10 @@ class LowPrecisionModel(nn.Module):
     (N x 3 x H x W float32 in [-1, 1] -> float32).
 
     On the CPU it runs a copy of the weights in that dtype and ``channels_last``, module by
-    module (``forward_layers``): measured faster than autocast (whose casts of every weight
-    on every call cost 0.14x of the float32 baseline's time), than the strip engine (whose
-    maps are float32 and NCHW) and than NCHW, which oneDNN does not run in bfloat16 natively
-    (README, "Precision"). On GPUs it runs the model under autocast, which keeps the layer
-    norms in float32.
+    module (``forward_layers``): measured faster than autocast (which casts every weight on
+    every call) and than the strip engine (whose stored maps are float32 and NCHW, which
+    oneDNN does not run in bfloat16 natively); README, "Precision". On GPUs it runs the
+    model under autocast, which keeps the layer norms in float32.
     """
 
     def __init__(self, model: nn.Module, precision: str) -> None:

@@ -11,7 +11,6 @@ The module itself is callable, so ``animegan2.stylize(...)`` works whether or no
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 from .errors import AnimeGANError, ConfigError, ImageError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
-from .precision import LowPrecisionModel, Plan, choose, detect, model_refusal, normalize
+from .precision import LowPrecisionModel, Plan, choose, detect, normalize
 
 logger = logging.getLogger("animegan2")
 
@@ -256,8 +255,9 @@ class Stylizer:
         precision = _precision_with_dtype(precision, dtype)
         if backend is not None and backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        caps = detect(self.device)
         #: The path that runs: precision, backend and, for ``"fast"``, why it was chosen.
-        self.plan: Plan = choose(precision, detect(self.device), backend)
+        self.plan: Plan = choose(precision, caps, backend)  # refuses before any weights load
         if self.plan.backend == "onnxruntime" and memory != "normal":
             raise ConfigError(f"memory={memory!r} runs the PyTorch model layer by layer: use backend='torch' with it")
         if memory == "low" and self.plan.precision != "fp32":
@@ -268,11 +268,7 @@ class Stylizer:
             from .zoo import load_generator
 
             self.model = load_generator(weights, device=self.device, progress=progress)
-        refusal = model_refusal(self.plan.precision, self.model)
-        if refusal and self.plan.requested != "fast":
-            raise ConfigError(refusal)
-        if refusal:  # fast falls back to the path every model runs
-            self.plan = dataclasses.replace(self.plan, precision="fp32", backend="torch", reason=f"{type(self.model).__name__} runs in float32 only")
+        self.plan = choose(precision, caps, backend, self.model)
         if self.plan.backend == "onnxruntime":
             from .export import OnnxRuntimeModel
 
@@ -280,7 +276,7 @@ class Stylizer:
             self.model = OnnxRuntimeModel.from_generator(self.model, precision=onnx_precision, calibration=calibration, device=self.device)
         elif self.plan.precision in ("bf16", "fp16"):
             self.model = LowPrecisionModel(self.model, self.plan.precision)
-        self.backend, self.precision = self.plan.backend, self.plan.precision
+        self.backend, self.precision = self.plan.backend, self.plan.name
         self.size, self.max_pixels, self.x32 = size, max_pixels, x32
         self.keep_color, self.batch_size, self.progress = keep_color, batch_size, progress
         self.restore_size = restore_size
