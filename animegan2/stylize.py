@@ -255,6 +255,8 @@ class Stylizer:
         precision = _precision_with_dtype(precision, dtype)
         if backend is not None and backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend is None and memory != "normal" and normalize(precision) == "fast":
+            backend = "torch"  # the memory modes run the PyTorch model: fast picks among its paths
         caps = detect(self.device)
         #: The path that runs: precision, backend and, for ``"fast"``, why it was chosen.
         self.plan: Plan = choose(precision, caps, backend)  # refuses before any weights load

@@ -191,6 +191,12 @@ def test_stylizer_dtype_is_the_older_spelling_of_precision(smooth_generator):
         Stylizer(smooth_generator, device="cpu", precision="bf16", memory="low")
 
 
+
+def test_fast_with_tiles_picks_among_the_pytorch_paths(smooth_generator, monkeypatch):
+    monkeypatch.setattr(stylize_module, "detect", lambda device: ZEN5)  # int8 would run on ONNX Runtime
+    assert Stylizer(smooth_generator, device="cpu", precision="fast", memory="tiled").plan.precision == "bf16"
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "smooth.pt"
