@@ -155,7 +155,7 @@ def _add_stylize(sub, common):
     which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
     which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", choices=["float32", "fp16", "bf16"], help="run under fp16/bf16 autocast (GPU)")
+    p.add_argument("--dtype", choices=["float32", "fp16", "bf16"], help="the older spelling of --precision fp32/fp16/bf16")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
                    help="output format (default: the input's; GIF becomes PNG)")  # fmt: skip
@@ -416,6 +416,7 @@ def _add_face(sub, common):
                    help="no face found: report the file (default) or stylize a centre crop")
     p.add_argument("--side-by-side", action="store_true", help="write the input and the result side by side")
     _add_existing_output_options(p)
+    _add_precision_option(p)
     p.set_defaults(func=_run_face)
 
 
@@ -435,7 +436,10 @@ def _run_face(args) -> int:
         size=args.size, side_by_side=args.side_by_side, detect=True, margin=args.margin,
         align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
     )
-    stylizer = Stylizer(args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, progress=not args.quiet)
+    stylizer = Stylizer(
+        args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, precision=args.precision, progress=not args.quiet
+    )
+    _say_precision(stylizer, args.quiet)
     report = paint_files(
         jobs, paint, stylizer, progress=not args.quiet, overwrite=args.overwrite, skip_existing=args.skip_existing
     )
@@ -461,6 +465,7 @@ def _add_video(sub, common):
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="frames per forward pass (default 4)")
     _add_existing_output_options(p)
+    _add_precision_option(p)
     p.set_defaults(func=_run_video)
 
 
@@ -481,8 +486,9 @@ def _run_video(args) -> int:
     quiet = args.quiet or not shard.lead
     stylizer = Stylizer(
         args.weights or args.style or DEFAULT_WEIGHTS, device=shard.device(resolve_device(args.device)),
-        batch_size=args.batch_size, progress=not quiet,
+        batch_size=args.batch_size, precision=args.precision, progress=not quiet,
     )  # fmt: skip
+    _say_precision(stylizer, quiet)
     failed = 0
     for src, dst in shard.take(jobs):
         try:
@@ -646,27 +652,33 @@ def _run_train_export(args) -> int:
 # --- export ---
 
 
+def _add_precision_option(p: argparse.ArgumentParser) -> None:
+    # The names are animegan2.precision.PRECISIONS; the library checks them (importing it here would load torch for --help).
+    p.add_argument("--precision", default="exact", metavar="{exact,fast,fp32,bf16,fp16,int8}",
+                   help="exact (default): float32; fast: the fastest path this device offers with PSNR >= 40 dB "
+                   "vs float32 (bf16 on AMX/AVX-512 BF16 CPUs, int8 on VNNI CPUs, fp16 on GPUs); or one by name. "
+                   "A line says which path runs")
+
+
 def _add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"],
-                   help="run the model with PyTorch (default) or ONNX Runtime (the onnx extra)")
-    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
-                   help="int8: ONNX Runtime static quantization, faster, PSNR >= 35 dB vs float32 (implies --backend onnxruntime)")
+                   help="run the model with PyTorch or ONNX Runtime (the onnx extra); default: what --precision runs on")
+    _add_precision_option(p)
     p.add_argument("--calibration", nargs="+", metavar="PHOTO",
                    help="photos to calibrate int8 on (default: the first inputs)")
 
 
 def _speed_kwargs(args, inputs: list[Path]) -> dict:
     """Stylizer keyword arguments for --backend/--precision/--calibration."""
-    backend = args.backend or ("onnxruntime" if args.precision == "int8" else "torch")
-    kwargs = {"backend": backend, "precision": args.precision}
-    if args.precision == "int8":
+    kwargs = {"backend": args.backend, "precision": args.precision}
+    if args.precision in ("int8", "fast"):  # fast may pick int8; other paths ignore calibration
         kwargs["calibration"] = args.calibration or inputs[:4] or None
     return kwargs
 
 
 def _say_precision(stylizer, quiet: bool) -> None:
     if not quiet:
-        print(f"animegan2: running {stylizer.precision} on {stylizer.backend}", file=sys.stderr)
+        print(f"animegan2: running {stylizer.plan.describe()}", file=sys.stderr)
 
 
 @subcommand

@@ -18,7 +18,6 @@ import os
 import sys
 import types
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from .errors import AnimeGANError, ConfigError, ImageError, OutputExistsError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
+from .precision import LowPrecisionModel, Plan, choose, detect, normalize
 
 logger = logging.getLogger("animegan2")
 
@@ -80,6 +80,17 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, str) and dtype.lower() in _DTYPES:
         return _DTYPES[dtype.lower()]
     raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+
+
+def _precision_with_dtype(precision: str, dtype: str | torch.dtype | None) -> str:
+    """``precision``, or the one ``dtype`` (its older spelling) names; both set differently
+    is a :class:`ConfigError`."""
+    named = {torch.float32: "exact", torch.bfloat16: "bf16", torch.float16: "fp16"}[_resolve_dtype(dtype)]
+    if named == "exact" or named == normalize(precision):
+        return precision
+    if normalize(precision) != "exact":
+        raise ConfigError(f"dtype {dtype!r} and precision {precision!r} disagree: give precision alone")
+    return named
 
 
 def pad_reflect(x: Tensor, bottom: int, right: int) -> Tensor:
@@ -189,7 +200,7 @@ class Stylizer:
         weights: anything :func:`animegan2.zoo.load_generator` accepts (a zoo name, a local
             ``.pt``/``.safetensors`` file, a URL), or an already built generator module.
         device: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
-        dtype: ``None``/``"float32"``, or ``"fp16"``/``"bf16"`` to run under autocast.
+        dtype: ``None``/``"float32"``, or ``"fp16"``/``"bf16"``: the same as ``precision``.
         size: resize so that the long side is ``size`` before stylizing.
         max_pixels: cap on height x width; larger images are reduced (with a notice).
         x32: the published rule, each side 256 if below 256, else floored to a multiple of 32.
@@ -198,10 +209,14 @@ class Stylizer:
         progress: show download and per-file progress bars.
         restore_size: return the output at the input's size (default); ``False`` keeps the
             working size chosen by ``size``/``max_pixels``/``x32``.
-        backend: ``"torch"`` (default) or ``"onnxruntime"`` (the model is exported to ONNX
-            and run by ONNX Runtime, the ``onnx`` extra).
-        precision: ``"float32"`` or ``"int8"`` (ONNX Runtime only: static int8 quantization,
-            calibrated on ``calibration`` photos, else on the first batch stylized).
+        backend: ``"torch"`` or ``"onnxruntime"`` (the model is exported to ONNX and run by
+            ONNX Runtime, the ``onnx`` extra); default: the one the precision runs on.
+        precision: ``"exact"`` (default: float32, the reference path), ``"fast"`` (the
+            fastest path this device offers that keeps PSNR >= 40 dB against float32; see
+            :func:`animegan2.precision.choose`), or ``"fp32"``, ``"bf16"``, ``"fp16"``,
+            ``"int8"`` (ONNX Runtime static int8 quantization, calibrated on ``calibration``
+            photos, else on the first batch stylized); a precision the device cannot run is
+            a :class:`ConfigError`. :attr:`plan` says which path runs.
         calibration: photos (paths, arrays, PIL images) to calibrate int8 on.
         memory: ``"normal"`` (whole image in memory), ``"low"`` (exact, layer by layer in
             strips, peak RSS under ``max_memory``; AnimeGANv2 models) or ``"tiled"``
@@ -229,8 +244,8 @@ class Stylizer:
         batch_size: int = 1,
         progress: bool = True,
         restore_size: bool = True,
-        backend: str = "torch",
-        precision: str = "float32",
+        backend: str | None = None,
+        precision: str = "exact",
         calibration: Iterable | None = None,
         memory: str = "normal",
         max_memory: int | str | None = None,
@@ -246,24 +261,33 @@ class Stylizer:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.dtype = _resolve_dtype(dtype)
+        precision = _precision_with_dtype(precision, dtype)
+        if backend is not None and backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend is None and memory != "normal" and normalize(precision) == "fast":
+            backend = "torch"  # the memory modes run the PyTorch model: fast picks among its paths
+        caps = detect(self.device)
+        #: The path that runs: precision, backend and, for ``"fast"``, why it was chosen.
+        self.plan: Plan = choose(precision, caps, backend)  # refuses before any weights load
+        if self.plan.backend == "onnxruntime" and memory != "normal":
+            raise ConfigError(f"memory={memory!r} runs the PyTorch model layer by layer: use backend='torch' with it")
+        if memory == "low" and self.plan.precision != "fp32":
+            raise ConfigError(f"memory='low' runs in float32 only, not {self.plan.precision}: use precision='exact' with it")
         if isinstance(weights, nn.Module):
             self.model = weights.to(self.device).eval()
         else:
             from .zoo import load_generator
 
             self.model = load_generator(weights, device=self.device, progress=progress)
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if precision != "float32" and backend != "onnxruntime":
-            raise ConfigError(f"precision {precision!r} runs on ONNX Runtime: pass backend='onnxruntime' (--backend onnxruntime)")
-        if backend == "onnxruntime" and memory != "normal":
-            raise ConfigError(f"memory={memory!r} runs the PyTorch model layer by layer: use backend='torch' with it")
-        if backend == "onnxruntime":
+        self.plan = choose(precision, caps, backend, self.model)
+        if self.plan.backend == "onnxruntime":
             from .export import OnnxRuntimeModel
 
-            self.model = OnnxRuntimeModel.from_generator(self.model, precision=precision, calibration=calibration, device=self.device)
-        self.backend, self.precision = backend, precision
+            onnx_precision = "int8" if self.plan.precision == "int8" else "float32"
+            self.model = OnnxRuntimeModel.from_generator(self.model, precision=onnx_precision, calibration=calibration, device=self.device)
+        elif self.plan.precision in ("bf16", "fp16"):
+            self.model = LowPrecisionModel(self.model, self.plan.precision)
+        self.backend, self.precision = self.plan.backend, self.plan.name
         self.size, self.max_pixels, self.x32 = size, max_pixels, x32
         self.keep_color, self.batch_size, self.progress = keep_color, batch_size, progress
         self.restore_size = restore_size
@@ -294,11 +318,8 @@ class Stylizer:
         ph, pw = max(h, MIN_SIDE), max(w, MIN_SIDE)
         if getattr(self.model, "upsample", "align_corners") != "align_corners":
             ph, pw = -(-ph // 4) * 4, -(-pw // 4) * 4
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.dtype) if self.dtype != torch.float32 else nullcontext()
-        )
         outputs = []
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             for chunk in x.split(self.batch_size):
                 padded = pad_reflect(chunk, ph - h, pw - w)
                 if self.memory == "low":  # both return CPU tensors

@@ -1,5 +1,6 @@
-"""Inference speed of the default PyTorch path, ONNX Runtime and int8 against the
-straightforward eager baseline, with int8's quality cost (PSNR) and peak RSS.
+"""Inference speed of each precision (the exact default path, ONNX Runtime float32,
+bfloat16, float16, int8) against the straightforward eager baseline, with each one's
+quality cost (PSNR against float32), peak RSS, the CPU's model and its ISA features.
 
     python benchmarks/bench_speed.py [--sizes 256 512 1024] [--runs 5] [--mode align_corners]
                                      [--weights FILE.pt] [--threads N] [--no-rss]
@@ -8,8 +9,10 @@ Baseline: ``tests/reference.py``'s ``ReferenceGenerator`` (GroupNorm(1), Reflect
 F.interpolate), float32, eager, same threads, in this process. Each run times baseline and
 candidates back to back (A B C D A B C D ...), so load from other processes hits them
 alike; the table gives the median of the per-run ratios. Input: a real photo (street.jpg,
-centre square) at each size. int8 is calibrated on the shared photos (256 x 256 crops) and
-its PSNR is measured against the float32 output on all four photos (long side 512).
+centre square) at each size. int8 is calibrated on the shared photos (256 x 256 crops);
+each precision's PSNR is measured against the float32 output on all four photos (long
+side 512). Precisions this device cannot run (``animegan2.precision.choose`` refuses
+them) show as "-"; the "fast" line names the one ``precision="fast"`` picks here.
 Peak RSS: one child process per case and size (its ``VmHWM``: imports + weights + one
 forward pass; Linux). Random weights unless ``--weights`` (a state_dict file) is given.
 """
@@ -36,11 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 from animegan2.export import OnnxRuntimeModel, calibration_tensors, export_onnx, quantize_int8  # noqa: E402
 from animegan2.imageio import load_image, to_tensor  # noqa: E402
+from animegan2.errors import ConfigError  # noqa: E402
 from animegan2.model import Generator  # noqa: E402
+from animegan2.precision import LowPrecisionModel, choose, detect  # noqa: E402
 from tests.reference import ReferenceGenerator, random_state_dict  # noqa: E402
 
 TESTDATA = Path(os.environ.get("ANIMEGAN2_TESTDATA", ROOT.parent / "shared" / "testdata"))
-CASES = ("baseline", "default", "onnxruntime", "int8")
+CASES = ("baseline", "default", "onnxruntime", "bf16", "fp16", "int8")
 
 
 def photo(size: int, name: str = "street.jpg") -> torch.Tensor:
@@ -55,12 +60,21 @@ def photo(size: int, name: str = "street.jpg") -> torch.Tensor:
 def build(case: str, state: dict, mode: str, eps: float, onnx_files: dict[str, Path], threads: int):
     if case == "baseline":
         model = ReferenceGenerator(upsample=mode, eps=eps)
-    elif case == "default":
-        model = Generator(upsample=mode, norm_eps=eps)
-    else:
+    elif case in ("onnxruntime", "int8"):
         return OnnxRuntimeModel(onnx_files[case], upsample=mode, threads=threads, precision=case)
+    else:
+        model = Generator(upsample=mode, norm_eps=eps)
     model.load_state_dict(state)
-    return model.eval()
+    return LowPrecisionModel(model.eval(), case) if case in ("bf16", "fp16") else model.eval()
+
+
+def runnable(case: str) -> bool:
+    """Whether this machine's CPU runs ``case`` (the baseline and float32 paths always do)."""
+    try:
+        choose(case, detect("cpu"))
+    except ConfigError:
+        return False
+    return True
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -113,6 +127,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     state = torch.load(args.weights, weights_only=True) if args.weights else random_state_dict(0)
     photos = sorted(glob.glob(str(TESTDATA / "*.jpg")))
+    caps = detect("cpu")
+    cases = [c for c in CASES if c in ("baseline", "default", "onnxruntime") or runnable(c)]
     with tempfile.TemporaryDirectory(prefix="bench_speed-") as tmp:
         tmp = Path(tmp)
         state_path = tmp / "state.pt"
@@ -121,40 +137,48 @@ def main() -> None:
         files = {"onnxruntime": tmp / "float32.onnx", "int8": tmp / "int8.onnx"}
         float_model = export_onnx(g, files["onnxruntime"], dynamic=True)
         quantize_int8(float_model, calibration_tensors(photos), files["int8"])
-        models = {case: build(case, state, args.mode, args.eps, files, args.threads) for case in CASES}
+        models = {case: build(case, state, args.mode, args.eps, files, args.threads) for case in cases}
 
         print(f"# bench_speed: {args.mode} upsampling, eps {args.eps:g}, {args.threads} threads, "
               f"{'weights ' + args.weights if args.weights else 'random weights (seed 0)'}, torch {torch.__version__}")
+        print(f"# CPU: {caps.cpu_name or 'unknown'} ({caps.architecture}); features: {caps.features()}; "
+              f"torch kernels: {torch.backends.cpu.get_cpu_capability()}")
+        print(f"# fast picks: {choose('fast', caps).describe()}")
         with torch.inference_mode():
-            scores = []
+            scores = {c: [] for c in cases if c not in ("baseline", "default")}
             for name in photos:
                 x = to_tensor(load_image(name).pixels)
                 h, w = x.shape[-2:]
                 scale = 512 / max(h, w)
                 x = F.interpolate(x, size=(round(h * scale) // 4 * 4, round(w * scale) // 4 * 4), mode="bilinear", antialias=True)
-                scores.append(psnr(models["int8"](x), models["default"](x)))
-            print("int8 PSNR vs float32 (dB): " + ", ".join(f"{Path(n).stem} {s:.2f}" for n, s in zip(photos, scores)) + f"; min {min(scores):.2f}")
+                want = models["default"](x)
+                for case in scores:
+                    scores[case].append(psnr(models[case](x), want))
+            for case, values in scores.items():
+                print(f"{case} PSNR vs float32 (dB): " + ", ".join(f"{Path(n).stem} {s:.2f}" for n, s in zip(photos, values))
+                      + f"; min {min(values):.2f}")
             print()
-            print("| size | baseline (s) | default | onnxruntime | int8 | peak RSS baseline | default | onnxruntime | int8 |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("| size | baseline (s) | " + " | ".join(CASES[1:]) + " | peak RSS baseline | " + " | ".join(CASES[1:]) + " |")
+            print("|---" * (2 * len(CASES) + 1) + "|")
             for size in args.sizes:
                 x = photo(size)
                 for model in [*models.values()] * 2:
                     model(x)  # warm-up: oneDNN/ORT kernel selection takes more than one call
-                times = {case: [] for case in CASES}
+                times = {case: [] for case in cases}
                 for _ in range(args.runs):
                     for case, model in models.items():
                         start = time.perf_counter()
                         model(x)
                         times[case].append(time.perf_counter() - start)
                 base = times["baseline"]
-                ratios = {c: statistics.median(t / b for t, b in zip(times[c], base)) for c in CASES[1:]}
-                rss = {} if args.no_rss else {c: peak_rss(c, size, args, state_path, files) / 2**20 for c in CASES}
+                ratios = {c: statistics.median(t / b for t, b in zip(times[c], base)) for c in cases[1:]}
+                rss = {} if args.no_rss else {c: peak_rss(c, size, args, state_path, files) / 2**20 for c in cases}
                 rss_cells = " | ".join(
-                    "-" if not rss else f"{rss[c]:.0f} MB" if c == "baseline" else f"{rss[c] / rss['baseline']:.2f}x" for c in CASES
+                    "-" if c not in rss else f"{rss[c]:.0f} MB" if c == "baseline" else f"{rss[c] / rss['baseline']:.2f}x"
+                    for c in CASES
                 )
                 print(f"| {size}x{size} | {statistics.median(base):.2f} | "
-                      + " | ".join(f"{ratios[c]:.2f}x" for c in CASES[1:]) + f" | {rss_cells} |", flush=True)
+                      + " | ".join(f"{ratios[c]:.2f}x" if c in ratios else "-" for c in CASES[1:]) + f" | {rss_cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """End-to-end video throughput against model-only throughput on the same frames.
 
     python benchmarks/bench_video.py [--frames 48] [--width 320] [--height 180] [--runs 3] [--batch-size 4]
+                                     [--precision exact|fast|fp32|bf16|fp16|int8]
 
 Model-only: the frames, already decoded into memory, through ``Stylizer.stylize_arrays``
 in batches. End-to-end: ``stylize_video`` on the same clip (decode + stylize + H.264 encode
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="exact", help="as the Stylizer's (int8 calibrates on the first batch)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +70,7 @@ def main() -> None:
         make_clip(clip, args.frames, args.width, args.height)
         with av.open(str(clip)) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        stylizer = Stylizer(weights, device=args.device, batch_size=args.batch_size, progress=False)
+        stylizer = Stylizer(weights, device=args.device, batch_size=args.batch_size, precision=args.precision, progress=False)
         stylizer.stylize_arrays(frames[: args.batch_size])  # warm-up
 
         def model_only() -> float:
@@ -88,7 +90,7 @@ def main() -> None:
             e2e_s.append(end_to_end())
     n = len(frames)
     model_fps, e2e_fps = n / statistics.median(model_s), n / statistics.median(e2e_s)
-    print(f"device {stylizer.device}, {n} frames {args.width}x{args.height}, batch {args.batch_size}, "
+    print(f"{stylizer.plan.describe()}, {n} frames {args.width}x{args.height}, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}, median of {args.runs}")
     print(f"model only:  {model_fps:8.2f} frames/s")
     print(f"end to end:  {e2e_fps:8.2f} frames/s")

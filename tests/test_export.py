@@ -97,8 +97,8 @@ def test_stylizer_onnxruntime_backend_matches_torch(weights, testdata):
 
 
 def test_int8_runs_reports_its_precision_and_stays_close(weights, testdata):
-    with pytest.raises(ConfigError, match="backend='onnxruntime'"):
-        Stylizer(weights, device="cpu", progress=False, precision="int8")
+    with pytest.raises(ConfigError, match="precision 'int8' runs int8 on onnxruntime, not on backend 'torch'"):
+        Stylizer(weights, device="cpu", progress=False, backend="torch", precision="int8")
     photo = testdata / "street.jpg"
     small = Image.open(photo).reduce(4)  # 320 x 168: one calibration crop, quick
     s = Stylizer(weights, device="cpu", progress=False, backend="onnxruntime", precision="int8", calibration=[small])
