@@ -129,7 +129,7 @@ def _fast(caps: Capabilities) -> list[tuple[str, str]]:
         candidates.append(("bf16", "AMX"))
     if caps.vnni and caps.onnxruntime:
         # Without AMX, ONNX Runtime's int8 on AVX-512 VNNI measured faster than bfloat16 on
-        # AVX-512 BF16 at 2 threads (0.30x against 0.48x of the baseline; README, "Precision").
+        # AVX-512 BF16 at 2 threads (0.29x against 0.33x of the baseline; README, "Precision").
         candidates.append(("int8", "VNNI" + (", no AMX" if caps.avx512_bf16 else "")))
     if caps.avx512_bf16 and not caps.amx_bf16:
         candidates.append(("bf16", "AVX-512 BF16, no AMX"))
