@@ -8,5 +8,6 @@ for isa in AVX2 AVX512_CORE; do
     echo "== ONEDNN_MAX_CPU_ISA=$isa"
     ONEDNN_MAX_CPU_ISA=$isa python -m pytest -q -p no:cacheprovider \
         tests/test_fast_model.py tests/test_model.py tests/test_convert.py tests/test_convert_v1.py \
-        tests/test_lowmem.py tests/test_train_parity.py tests/test_train_trainer.py
+        tests/test_lowmem.py tests/test_train_parity.py \
+        tests/test_train_trainer.py::test_torchrun_two_processes_equal_one_process_with_the_combined_batch
 done
