@@ -2,9 +2,10 @@
 # The exactness and training-equivalence tests as CPUs of other kinds compute them: oneDNN limited
 # to AVX2 (a CPU without AVX-512) and to AVX512_CORE (AVX-512 without AMX or VNNI/BF16 kernels).
 # The default run of the suite covers this machine's own ISA. Not here yet: the TF training
-# step-parity test (tests/test_train_parity.py), which passes at the native ISA but not with both
-# TensorFlow and PyTorch limited to AVX2 (losses 7e-4, gradients up to 9% apart at 32x32 with the
-# original's initialisation; measured on an AMD EPYC Zen 5): still to be explained.
+# step-parity test (tests/test_train_parity.py). Its 1e-4 bars hold only while TF and PyTorch run
+# the same oneDNN kernels: under AVX2, or with TF on its Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0)
+# at the native ISA, losses part by 7e-4 and G-step gradients by up to 9% (32x32, the original's
+# initialisation amplifies summation order; AMD EPYC Zen 5). It needs a float64 comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for isa in AVX2 AVX512_CORE; do
