@@ -2,6 +2,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from animegan2.model import Generator
+from tests.reference import random_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("ANIMEGAN2_TESTDATA", REPO.parent / "shared" / "testdata"))
@@ -60,3 +64,18 @@ def tf_v1_checkpoint(tmp_path_factory):
     from tests.tf_reference_v1 import build_v1_checkpoint
 
     return build_v1_checkpoint(tmp_path_factory.mktemp("tf_v1"))
+
+
+def tf_generator(state: dict, mode: str) -> Generator:
+    """A generator in eval mode with TensorFlow's norm epsilon, ``mode`` upsampling and ``state``."""
+    g = Generator(upsample=mode, norm_eps=1e-12)
+    g.load_state_dict(state)
+    return g.eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A file of random weights in the published layout, for CLI runs."""
+    path = tmp_path_factory.mktemp("weights") / "random.pt"
+    torch.save(random_state_dict(seed=5), path)
+    return str(path)

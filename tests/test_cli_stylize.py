@@ -20,13 +20,6 @@ BAD = {
 }
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "random.pt"
-    torch.save(random_state_dict(seed=5), path)
-    return str(path)
-
-
 @pytest.fixture
 def mixed(tmp_path, testdata):
     """A folder of good and bad files, every kind the issue names."""

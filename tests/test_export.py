@@ -12,6 +12,7 @@ from animegan2.export import OnnxRuntimeModel, export_onnx, export_torchscript
 from animegan2.imageio import load_image, to_tensor
 from animegan2.model import Generator
 from animegan2.stylize import Stylizer
+from tests.conftest import tf_generator
 from tests.reference import random_state_dict
 
 MODES = ("tf", "align_corners", "half_pixel")
@@ -22,16 +23,10 @@ def state():
     return random_state_dict(seed=7)
 
 
-def _generator(state, mode):
-    g = Generator(upsample=mode, norm_eps=1e-12)
-    g.load_state_dict(state)
-    return g.eval()
-
-
 @pytest.fixture(scope="module")
 def exported(state):
     """Each mode exported once with dynamic shapes (traced at 32 x 32)."""
-    return {mode: export_onnx(_generator(state, mode), dynamic=True, size=(32, 32)) for mode in MODES}
+    return {mode: export_onnx(tf_generator(state, mode), dynamic=True, size=(32, 32)) for mode in MODES}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def weights(tmp_path_factory, state):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_onnx_runtime_matches_pytorch_at_other_sizes_and_batches(state, exported, mode):
-    g = _generator(state, mode)
+    g = tf_generator(state, mode)
     runner = OnnxRuntimeModel(exported[mode], upsample=mode)
     for shape in [(1, 3, 48, 40), (2, 3, 37, 51)]:
         x = torch.rand(shape) * 2 - 1
@@ -66,18 +61,18 @@ def test_tf_mode_is_one_asymmetric_linear_resize_per_upsampling(exported):
 
 def test_static_export_fixes_the_input_shape_and_opset(state, tmp_path):
     out = tmp_path / "g.onnx"
-    export_onnx(_generator(state, "tf"), out, opset=13, size=(40, 44))
+    export_onnx(tf_generator(state, "tf"), out, opset=13, size=(40, 44))
     model = onnx.load(out)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 40, 44]
     assert model.opset_import[0].version == 13
     with pytest.raises(ConfigError, match="opset 10"):
-        export_onnx(_generator(state, "tf"), opset=10)
+        export_onnx(tf_generator(state, "tf"), opset=10)
 
 
 @pytest.mark.parametrize("mode", ["tf", "align_corners"])
 def test_torchscript_matches_pytorch_at_another_size(state, tmp_path, mode):
-    g = _generator(state, mode)
+    g = tf_generator(state, mode)
     path = export_torchscript(g, tmp_path / "g.pt", size=(32, 32))
     loaded = torch.jit.load(str(path))
     x = torch.rand(2, 3, 45, 38) * 2 - 1

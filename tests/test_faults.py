@@ -30,13 +30,6 @@ from tests.test_video import make_clip
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "random.pt"
-    torch.save(random_state_dict(seed=5), path)
-    return str(path)
-
-
 @pytest.fixture
 def photos(tmp_path):
     folder = tmp_path / "photos"

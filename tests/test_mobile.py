@@ -11,8 +11,8 @@ from animegan2.errors import MissingDependencyError
 from animegan2.export import export_metadata
 from animegan2.imageio import load_image, to_tensor
 from animegan2.mobile import ExecuTorchModel, convert_coreml, export_executorch, upsample2x_tf_ops
-from animegan2.model import Generator
 from animegan2.resize import upsample2x_tf
+from tests.conftest import tf_generator
 from tests.reference import random_state_dict
 
 MODES = ("tf", "align_corners", "half_pixel")
@@ -24,12 +24,6 @@ FLOAT32_TOL = 1e-3
 @pytest.fixture(scope="module")
 def state():
     return random_state_dict(seed=5)
-
-
-def _generator(state, mode):
-    g = Generator(upsample=mode, norm_eps=1e-12)
-    g.load_state_dict(state)
-    return g.eval()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def test_tf_upsampling_from_converter_ops_equals_the_interleave():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_executorch_matches_pytorch_at_two_sizes_with_one_dynamic_program(state, photos, tmp_path, mode):
-    g = _generator(state, mode)
+    g = tf_generator(state, mode)
     path = export_executorch(g, tmp_path / "g.pte", size=(32, 32), metadata=export_metadata(g, "random", "test only"))
     runner = ExecuTorchModel(path)
     for x in photos:
@@ -60,7 +54,7 @@ def test_executorch_matches_pytorch_at_two_sizes_with_one_dynamic_program(state,
 
 
 def test_coreml_program_ops_io_and_metadata(state):
-    g = _generator(state, "tf")
+    g = tf_generator(state, "tf")
     ml = convert_coreml(g, size=(32, 32), precision="float16", metadata=export_metadata(g, "random", "test only"))
     spec = ml.get_spec()
     (inp,), (out,) = spec.description.input, spec.description.output
@@ -101,7 +95,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch, stat
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'animegan2[mobile]'" in err
     with pytest.raises(MissingDependencyError, match=r"animegan2\[mobile\]"):
-        convert_coreml(_generator(state, "tf"))
+        convert_coreml(tf_generator(state, "tf"))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -111,7 +105,7 @@ def test_litert_matches_pytorch(state, photos, tmp_path, mode):
     pytest.importorskip("litert_torch", reason="the litert extra is not installed (it conflicts with gradio's pydantic)")
     from animegan2.mobile import LiteRTModel, export_litert, read_litert_metadata
 
-    g = _generator(state, mode)
+    g = tf_generator(state, mode)
     sizes = photos if mode == "tf" else photos[:1]  # litert-torch converts fixed sizes: one file per size
     for x in sizes:
         path = export_litert(g, tmp_path / "g.tflite", size=tuple(x.shape[-2:]), metadata=export_metadata(g, "random", "test only"))
