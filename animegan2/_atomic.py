@@ -6,6 +6,10 @@ destination, or, when the caller must not replace an existing file, hard-linked 
 fails if the name exists, so two runs never replace each other's files). A temporary file
 whose process is gone (killed, or the machine lost power) is recognised by its name and
 removed the first time this program writes into that folder again.
+
+A write that fails raises :class:`~animegan2.errors.WriteError`, the one error of a failed
+write; a destination that exists and must not be replaced raises :class:`FileExistsError`,
+for the caller to word as the refusal it is.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import secrets
 import time
 from pathlib import Path
 
+from .errors import WriteError
+
 _TEMP = re.compile(r"\..+\.animegan2-(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?")
 _WINDOWS_STALE_AFTER = 24 * 3600.0  # Windows cannot ask whether a PID lives without ctypes
 _swept: set[str] = set()
+_ADVICE = "check that its folder exists, is writable and has room"
 
 
 def temp_path(dest: str | os.PathLike) -> Path:
@@ -70,10 +77,38 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def write_error(exc: OSError, dest: str | os.PathLike, reason: str | None = None) -> WriteError:
+    """The :class:`WriteError` for ``exc``, raised by the operating system while writing ``dest``."""
+    if isinstance(exc, WriteError):
+        return exc
+    reason = reason or exc.strerror or str(exc)
+    return WriteError(f"cannot write {dest}: {reason}; {_ADVICE}", cause=exc, path=dest, reason=reason)
+
+
+def make_folder(folder: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Create ``folder`` (and its parents) to write ``dest`` into, or raise a :class:`WriteError`."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file holds a name the path needs
+        raise write_error(exc, dest, f"{exc.filename} is a file, not a folder") from exc
+    except OSError as exc:
+        raise write_error(exc, dest) from exc
+
+
 def publish(tmp: Path, dest: Path, *, replace: bool) -> None:
     """Give the finished file ``tmp`` the name ``dest``. With ``replace=False`` an existing
     ``dest`` is never replaced: :class:`FileExistsError`, even when another process creates
-    it a moment earlier. ``tmp`` is gone afterwards, except after an error."""
+    it a moment earlier. Any other failure is a :class:`WriteError`. ``tmp`` is gone
+    afterwards, except after an error."""
+    try:
+        _publish(tmp, dest, replace)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise write_error(exc, dest) from exc
+
+
+def _publish(tmp: Path, dest: Path, replace: bool) -> None:
     if replace:
         os.replace(tmp, dest)
         return
@@ -92,15 +127,18 @@ def publish(tmp: Path, dest: Path, *, replace: bool) -> None:
     os.unlink(tmp)
 
 
-def write_bytes_atomic(dest: str | os.PathLike, data: bytes, *, replace: bool = True) -> None:
+def write_bytes_atomic(dest: str | os.PathLike, data: bytes, *, replace: bool = True, parents: bool = False) -> None:
     """Write ``data`` to a temporary file beside ``dest``, sync it, then :func:`publish` it
     under ``dest`` (``replace=False``: :class:`FileExistsError` rather than replace a file);
     on any failure the temporary file is removed, so no half-written file ever carries
-    ``dest``'s name. The file gets the usual umask permissions (``mkstemp`` gives 0600).
+    ``dest``'s name, and the failure is a :class:`WriteError`. ``parents`` creates the
+    missing folders first. The file gets the usual umask permissions (``mkstemp`` gives 0600).
 
     >>> write_bytes_atomic("out.png", png_bytes, replace=False)   # doctest: +SKIP
     """
     dest = Path(dest)
+    if parents:
+        make_folder(dest.parent, dest)
     tmp = temp_path(dest)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -109,5 +147,9 @@ def write_bytes_atomic(dest: str | os.PathLike, data: bytes, *, replace: bool = 
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, dest, replace=replace)
+    except FileExistsError:  # publish's refusal to replace ``dest``, for the caller to word
+        raise
+    except OSError as exc:
+        raise write_error(exc, dest) from exc
     finally:
         tmp.unlink(missing_ok=True)

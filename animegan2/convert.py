@@ -259,8 +259,8 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
     weights_only=True)`` reads it), ``.safetensors`` with ``metadata``. Returns the path.
 
     Raises:
-        ConfigError: another extension, a missing output directory or an unwritable file;
-            nothing is left behind.
+        ConfigError: another extension or a missing output directory.
+        WriteError: the file could not be written; nothing is left behind.
         OutputExistsError: ``out_path`` exists and ``overwrite`` is False.
 
     >>> save_weights(state, meta, "weights/hayao.safetensors")        # doctest: +SKIP
@@ -285,8 +285,6 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
         write_bytes_atomic(out, data, replace=overwrite)
     except FileExistsError as exc:
         raise OutputExistsError(f"{out} already exists; overwrite it or choose another name") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; check that its folder is writable and has room") from exc
     return out
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from ._atomic import write_bytes_atomic
-from .errors import ChecksumError, DownloadError, MissingDependencyError, WeightsError, require
+from .errors import ChecksumError, DownloadError, MissingDependencyError, WeightsError, WriteError, require
 
 log = logging.getLogger("animegan2")
 
@@ -139,7 +139,7 @@ def locked(lock_path: Path, doing: str) -> Iterator[None]:
         lock.release()
 
 
-def disk_error(exc: OSError, path: Path, needed: int | None = None) -> WeightsError:
+def disk_error(exc: OSError, path: Path, needed: int | None = None) -> WriteError:
     """One line for a failed write into the cache: where, and, on a full disk, how much room is needed."""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         need = f"{needed:,} bytes are needed, " if needed else ""
@@ -147,10 +147,11 @@ def disk_error(exc: OSError, path: Path, needed: int | None = None) -> WeightsEr
             free = f"{shutil.disk_usage(path.parent).free:,} bytes are free there"
         except OSError:
             free = "the disk is full"
-        return WeightsError(
-            f"no space left to write {path}: {need}{free}; free some space, or set ANIMEGAN2_HOME to a folder on another disk"
-        )
-    return WeightsError(f"cannot write {path}: {exc.strerror or exc}; set ANIMEGAN2_HOME to a writable folder")
+        return WriteError(
+            f"no space left to write {path}: {need}{free}; free some space, or set ANIMEGAN2_HOME to a folder on another disk",
+            cause=exc, path=path,
+        )  # fmt: skip
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}; set ANIMEGAN2_HOME to a writable folder", cause=exc, path=path)
 
 
 def inside(root: Path, *parts: str) -> Path:

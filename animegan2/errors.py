@@ -54,6 +54,30 @@ class ConfigError(AnimeGANError):
     """An option, a config file or a data set does not make sense."""
 
 
+class ArgumentError(ConfigError, ValueError):
+    """A function got an argument value it does not accept (also a ``ValueError``, as Python's own are)."""
+
+
+class WriteError(ConfigError, ImageError, WeightsError, OSError):
+    """A file could not be written: its folder is missing or read-only, or the disk is full.
+
+    The one type of every failed write (raised by :mod:`animegan2._atomic`). It is also each
+    type such a failure had before (``ConfigError``, ``ImageError``, ``WeightsError``, and
+    ``OSError`` with the operating system's ``errno``, ``strerror`` and ``filename``), so
+    handlers written for those still catch it; ``reason`` says why in a few words.
+    """
+
+    def __init__(self, message: str, *, cause: OSError | None = None, path: object = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = cause.errno if cause is not None else None
+        self.strerror = (cause.strerror or str(cause)) if cause is not None else None
+        self.filename = str(path) if path is not None else None
+        self.reason = reason or self.strerror
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class TrainingError(AnimeGANError):
     """Training stopped because a loss or gradient became NaN/inf; the last good checkpoint is kept."""
 

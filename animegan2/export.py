@@ -83,10 +83,8 @@ def _check_generator(model: nn.Module) -> Generator:
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     # Exports may name a folder that does not exist yet.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, data)
-    return path
+    write_bytes_atomic(path, data, parents=True)
+    return Path(path)
 
 
 def export_onnx(

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import ConfigError, FaceNotFoundError, OutputExistsError, require
+from .errors import ConfigError, FaceNotFoundError, MissingDependencyError, OutputExistsError, require
 from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
 from .stylize import BatchReport, Stylizer, failure_reason, skip_destination
 
@@ -65,8 +65,8 @@ class FaceCrop:
 
 def _cascade(cv2, name: str):
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise FaceNotFoundError(
+    if cascade.empty():  # an installation without its data files: no face search can run
+        raise MissingDependencyError(
             f"OpenCV's {name} is missing from {cv2.data.haarcascades}: reinstall with "
             "pip install --force-reinstall 'animegan2[face]'"
         )

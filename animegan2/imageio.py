@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ._atomic import write_bytes_atomic
-from .errors import ImageError, OutputExistsError
+from .errors import ImageError, OutputExistsError, WriteError
 
 logger = logging.getLogger("animegan2")
 
@@ -346,17 +346,11 @@ def save_image(
     dest = Path(dest)
     data = encode_image(image, format_for(dest, format), quality=quality)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise ImageError(f"{dest}: cannot write: {exc.filename} is a file, not a folder") from exc
-    except OSError as exc:
-        raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
-    try:
-        write_bytes_atomic(dest, data, replace=overwrite)
+        write_bytes_atomic(dest, data, replace=overwrite, parents=True)
     except FileExistsError as exc:
         raise OutputExistsError(f"{dest} already exists (another run wrote it meanwhile); it was left as it is") from exc
-    except OSError as exc:
-        raise ImageError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
+    except WriteError as exc:  # worded for batch reports, which name the source first
+        raise WriteError(f"{dest}: cannot write: {exc.reason}", cause=exc, path=dest, reason=exc.reason) from exc
 
 
 def to_tensor(pixels: np.ndarray, *, device: str | torch.device | None = None) -> Tensor:

@@ -4,7 +4,7 @@ The module layout (and so the ``state_dict`` keys) is that of the published PyTo
 weights, so their ``.pt`` files load with ``strict=True``; the numerics follow the
 original TensorFlow 1 graph when built with ``upsample="tf", norm_eps=1e-12``.
 
-This module imports torch and the resize functions only. How inference is executed is
+This module imports torch, the resize functions and the error types only. How inference is executed is
 another module's job: under ``torch.no_grad()``/``torch.inference_mode()`` ``forward``
 hands large inputs to the row-strip engine (:mod:`animegan2.layerwise`), imported on
 that first call; with autograd on, it runs module by module.
@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .errors import ArgumentError
 from .resize import UPSAMPLE_MODES, resize_bilinear_tf, upsample2x, upsample2x_tf
 
 # Below this many pixels per image the strip engine's per-layer overhead outweighs what it
@@ -135,7 +136,7 @@ class Generator(nn.Module):
     @upsample.setter
     def upsample(self, mode: str) -> None:
         if mode not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
+            raise ArgumentError(f"upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
         self._upsample = mode
 
     @property

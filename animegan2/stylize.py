@@ -513,12 +513,18 @@ def _shared_stylizer(weights: str | os.PathLike, options: tuple[tuple[str, Any],
 
 
 def _stylizer(style: str | os.PathLike | nn.Module, kwargs: dict) -> Stylizer:
-    if isinstance(style, nn.Module):
+    options = tuple(sorted(kwargs.items()))
+    if isinstance(style, nn.Module) or not _hashable((style, options)):  # e.g. a list of calibration photos
         return Stylizer(style, **kwargs)
+    return _shared_stylizer(style, options)
+
+
+def _hashable(value: Any) -> bool:
     try:
-        return _shared_stylizer(style, tuple(sorted(kwargs.items())))
-    except TypeError:  # an unhashable option: build one without caching
-        return Stylizer(style, **kwargs)
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def stylize(

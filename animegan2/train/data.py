@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from .._atomic import write_bytes_atomic
-from ..errors import ConfigError, ImageError, require
+from ..errors import ConfigError, ImageError, WriteError, require
 from ..imageio import check_not_bomb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -105,6 +105,8 @@ def _smooth_file(job: tuple[Path, Path]) -> tuple[Path, str | None]:
     src, dst = job
     try:
         write_bgr(dst, edge_smooth(read_bgr(src)))
+    except WriteError:  # a full disk or a read-only folder stops the run: it is not this file's fault
+        raise
     except ImageError as exc:
         return src, str(exc)
     return src, None
@@ -116,7 +118,7 @@ def _make_folder(dst: Path) -> None:
     except FileExistsError:
         raise ConfigError(f"-o {dst} is a file, but the outputs need a folder: give a folder (it is created if missing)") from None
     except OSError as exc:
-        raise ConfigError(f"cannot create the output folder {dst}: {exc.strerror or exc}") from exc
+        raise WriteError(f"cannot create the output folder {dst}: {exc.strerror or exc}", cause=exc, path=dst) from exc
 
 
 def _run_jobs(fn, jobs: list, workers: int, progress: bool, desc: str) -> Iterator:
@@ -200,6 +202,8 @@ def prepare(src: str | Path, dst: str | Path, *, size: int = 256, fps: float = 1
             try:
                 write_bgr(dst / f"{path.stem}.jpg", resize_crop(read_bgr(path), size))
                 report.written += 1
+            except WriteError:  # not this file's fault: stop
+                raise
             except ImageError as exc:
                 report.skipped.append((path, str(exc)))
         return report

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
+
 
 def _l2_normalize(x: Tensor) -> Tensor:
     # tools/ops.py l. 166-167: x / (sqrt(sum x^2) + 1e-12), over the whole tensor.
@@ -102,5 +104,5 @@ class Discriminator(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         """Logits of ``image`` (N x 3 x H x W, H and W multiples of 4)."""
         if image.shape[-2] % 4 or image.shape[-1] % 4:
-            raise ValueError(f"the discriminator takes H and W multiples of 4, got {tuple(image.shape[-2:])}")
+            raise ArgumentError(f"the discriminator takes H and W multiples of 4, got {tuple(image.shape[-2:])}")
         return self.layers(image)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import zoo
-from ..errors import WeightsError
+from ..errors import ArgumentError, WeightsError
 
 NORMALIZATIONS = ("caffe", "torchvision")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -58,7 +58,7 @@ class VGG19(nn.Module):
     def __init__(self, widths: tuple[int, int, int, int] = (64, 128, 256, 512), normalization: str = "caffe") -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+            raise ArgumentError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.normalization = normalization
         layers: list[nn.Module] = []
         in_ch = 3
