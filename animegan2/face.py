@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -206,6 +206,33 @@ def _side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
     return out
 
 
+@dataclass(frozen=True)
+class FaceOptions:
+    """How :func:`face2paint` frames the face: find it (``detect``), grow its box by ``margin``,
+    level the eyes (``align``), blend the result back into the photo (``paste_back``, with a
+    soft edge of ``feather``), and what to do without a face (``on_missing``)."""
+
+    detect: bool = False
+    margin: float = 0.5
+    align: bool = True
+    paste_back: bool = False
+    feather: float = 0.15
+    on_missing: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.on_missing not in ON_MISSING:
+            raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {self.on_missing!r}")
+        if self.margin < 0:
+            raise ConfigError(f"margin must be >= 0 (a fraction of the face box), not {self.margin}")
+
+    def updated(self, overrides: dict) -> FaceOptions:
+        """These options with ``overrides`` (keyword arguments of a face2paint call) applied."""
+        unknown = set(overrides) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"face2paint got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides) if overrides else self
+
+
 def face2paint(
     size: int = 512,
     device: str | torch.device = "cpu",
@@ -229,7 +256,8 @@ def face2paint(
     its eyes (``align``), cropped with ``margin`` (a fraction of the face box on each side)
     and, with ``paste_back``, blended into the full photo (``feather``: width of the soft
     edge as a fraction of the crop). No face: :class:`FaceNotFoundError`, or a centre crop
-    when ``on_missing="center"``.
+    when ``on_missing="center"``. The keyword options (:class:`FaceOptions`) may also be
+    given to each call of ``f``.
 
     >>> import torch
     >>> from PIL import Image
@@ -238,11 +266,7 @@ def face2paint(
     >>> paint(Generator().eval(), Image.new("RGB", (80, 60))).size
     (64, 64)
     """
-    if on_missing not in ON_MISSING:
-        raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {on_missing!r}")
-    if margin < 0:
-        raise ConfigError(f"margin must be >= 0 (a fraction of the face box), not {margin}")
-    defaults = dict(detect=detect, margin=margin, align=align, paste_back=paste_back, feather=feather, on_missing=on_missing)
+    defaults = FaceOptions(detect=detect, margin=margin, align=align, paste_back=paste_back, feather=feather, on_missing=on_missing)
 
     def apply(
         model: nn.Module | Stylizer,
@@ -252,30 +276,45 @@ def face2paint(
         device: str | torch.device = device,
         **overrides,
     ) -> Image.Image:
-        unknown = set(overrides) - set(defaults)
-        if unknown:
-            raise TypeError(f"face2paint got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-        opts = {**defaults, **overrides}
-        if opts["on_missing"] not in ON_MISSING:
-            raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {opts['on_missing']!r}")
-        face = detect_face(img) if opts["detect"] else None
-        if opts["detect"] and face is None and opts["on_missing"] == "error":
-            raise FaceNotFoundError(
-                "no face found in the image: use on_missing='center' (CLI: --on-missing center) "
-                "for a centre crop, or crop the photo closer to the face"
-            )
+        opts = defaults.updated(overrides)
+        face = _find_face(img, opts)
         if face is None:
-            crop_img = _center_crop(img.convert("RGB") if img.mode != "RGB" else img, size)
-            x, y = _paint(model, crop_img, device)
-            return _to_pil(torch.cat([x, y], dim=2) if side_by_side else y)
-        crop = crop_face(img, face, size=size, margin=opts["margin"], align=opts["align"])
-        styled = _to_pil(_paint(model, crop.image, device)[1])
-        if opts["paste_back"]:
-            result = paste_face(img, styled, crop, feather=opts["feather"])
-            return _side_by_side(img, result) if side_by_side else result
-        return _side_by_side(crop.image, styled) if side_by_side else styled
+            return _paint_centre(model, img, size, side_by_side, device)
+        return _paint_face(model, img, face, size, side_by_side, device, opts)
 
     return apply
+
+
+def _find_face(img: Image.Image, opts: FaceOptions) -> Face | None:
+    """The face to frame, or ``None`` for a centre crop (no detection, or none found and allowed)."""
+    if not opts.detect:
+        return None
+    face = detect_face(img)
+    if face is None and opts.on_missing == "error":
+        raise FaceNotFoundError(
+            "no face found in the image: use on_missing='center' (CLI: --on-missing center) "
+            "for a centre crop, or crop the photo closer to the face"
+        )
+    return face
+
+
+def _paint_centre(model: nn.Module | Stylizer, img: Image.Image, size: int, side_by_side: bool, device) -> Image.Image:
+    """The hub drop-in: centre square, Lanczos to ``size``, model; input beside output on request."""
+    crop_img = _center_crop(img.convert("RGB") if img.mode != "RGB" else img, size)
+    x, y = _paint(model, crop_img, device)
+    return _to_pil(torch.cat([x, y], dim=2) if side_by_side else y)
+
+
+def _paint_face(
+    model: nn.Module | Stylizer, img: Image.Image, face: Face, size: int, side_by_side: bool, device, opts: FaceOptions
+) -> Image.Image:
+    """Stylize the levelled square around ``face``; pasted back into ``img`` with ``paste_back``."""
+    crop = crop_face(img, face, size=size, margin=opts.margin, align=opts.align)
+    styled = _to_pil(_paint(model, crop.image, device)[1])
+    if opts.paste_back:
+        result = paste_face(img, styled, crop, feather=opts.feather)
+        return _side_by_side(img, result) if side_by_side else result
+    return _side_by_side(crop.image, styled) if side_by_side else styled
 
 
 def paint_files(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,11 +173,7 @@ def stylize_video(
     """
     av = require("av", "video")
     src, dst = Path(src), Path(dst)
-    start_s, end_s = parse_time(start), parse_time(end)
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, not {batch_size}")
-    if start_s is not None and end_s is not None and end_s <= start_s:
-        raise ConfigError(f"--end ({end_s}s) must come after --start ({start_s}s)")
+    opts = _Options.checked(size=size, fps=fps, start=start, end=end, crf=crf, batch_size=batch_size, progress=progress)
     from .stylize import skip_destination
 
     skip_destination(src, dst, overwrite=overwrite, skip_existing=False)
@@ -188,7 +185,7 @@ def stylize_video(
     try:
         if not inp.streams.video:
             raise VideoError(f"{src} has no video stream: give a video file (mp4, mkv, mov, webm, gif, ...)")
-        result = _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress)
+        result = _run(av, inp, src, dst, tmp, frames_fn, opts)
         try:
             publish(tmp, dst, replace=overwrite)
         except FileExistsError as exc:
@@ -211,15 +208,70 @@ def _remove(path: Path) -> None:
         pass
 
 
-def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batch_size, progress):
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class _Options:
+    """:func:`stylize_video`'s settings, checked; ``start`` and ``end`` in seconds."""
 
+    size: int | None
+    fps: float | None
+    start: float | None
+    end: float | None
+    crf: int
+    batch_size: int
+    progress: bool
+
+    @classmethod
+    def checked(cls, *, start: float | str | None, end: float | str | None, **settings: Any) -> _Options:
+        opts = cls(start=parse_time(start), end=parse_time(end), **settings)
+        if opts.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, not {opts.batch_size}")
+        if opts.start is not None and opts.end is not None and opts.end <= opts.start:
+            raise ConfigError(f"--end ({opts.end}s) must come after --start ({opts.start}s)")
+        return opts
+
+    def in_cut(self, t: float) -> bool:
+        """Whether an audio packet at ``t`` seconds falls between ``start`` and ``end``."""
+        return (self.start is None or t >= self.start) and (self.end is None or t < self.end)
+
+
+@dataclass(frozen=True)
+class _Output:
+    """The output file being written: its container, streams and frame geometry."""
+
+    container: Any
+    video: Any
+    audio: dict[int, Any]  # input audio stream index -> its output stream
+    audio_in: tuple[Any, ...]  # the input audio streams copied
+    rate: Fraction
+    width: int
+    height: int
+    turns: int  # counter-clockwise quarter turns that show the input upright
+    is_gif: bool
+
+
+def _run(av, inp, src: Path, dst: Path, tmp: Path, frames_fn: FramesFn, opts: _Options) -> tuple[int, Fraction, tuple[int, int], int, float]:
+    """Stylize ``inp`` into ``tmp``; (frames written, frame rate, size, audio packets copied, seconds)."""
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
-    rate = Fraction(fps).limit_denominator(1001) if fps else _input_rate(vin)
+    output = _open_output(av, inp, vin, src, dst, tmp, opts)
+    try:
+        pipeline = _Pipeline(av, inp, vin, output, opts)
+        total = _expected_frames(vin, inp, output.rate, opts.start, opts.end)
+        seconds = pipeline.run(frames_fn, total, src.name)
+        if pipeline.written == 0:
+            raise VideoError(f"{src} has no frames between the given --start and --end")
+    finally:
+        output.container.close()
+    return pipeline.written, output.rate, (output.width, output.height), pipeline.copied, seconds
+
+
+def _open_output(av, inp, vin, src: Path, dst: Path, tmp: Path, opts: _Options) -> _Output:
+    """Open ``tmp`` for writing with a video stream of the output's rate and size and a copy of
+    each audio stream (none in a GIF)."""
+    rate = Fraction(opts.fps).limit_denominator(1001) if opts.fps else _input_rate(vin)
     turns = _quarter_turns(av, src)
     stored = (vin.codec_context.width, vin.codec_context.height)
-    width, height = _even_size(*(stored if turns % 2 == 0 else stored[::-1]), size)
+    width, height = _even_size(*(stored if turns % 2 == 0 else stored[::-1]), opts.size)
     is_gif = tmp.suffix.lower() == ".gif"
     codec = _CODECS.get(tmp.suffix.lower(), _DEFAULT_CODEC)
     if codec not in av.codecs_available:
@@ -228,112 +280,128 @@ def _run(av, inp, src, dst, tmp, frames_fn, size, fps, start_s, end_s, crf, batc
         out = av.open(str(tmp), "w")
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot write {dst}: {exc}") from exc
-    audio_in = [] if is_gif else list(inp.streams.audio)
+    audio_in = () if is_gif else tuple(inp.streams.audio)
     try:
         vout = out.add_stream(codec, rate=rate)
         vout.width, vout.height = width, height
         vout.pix_fmt = "pal8" if is_gif else "yuv420p"
         if codec == "libx264":
-            vout.options = {"crf": str(crf), "preset": "medium"}
+            vout.options = {"crf": str(opts.crf), "preset": "medium"}
         elif is_gif:
             vout.options = {"gifflags": "0"}  # its inter-frame diffs compare indices, wrong with a palette per frame
-        audio_map = {}
-        for a in audio_in:
-            try:
-                audio_map[a.index] = out.add_stream_from_template(a)
-            except ValueError as exc:
-                raise VideoError(
-                    f"a {dst.suffix} file cannot hold the {a.codec_context.name} audio of {src} as it is ({exc}); "
-                    "write .mkv (takes any audio) or the input's own container"
-                ) from exc
+        audio_map = {a.index: _copy_stream(out, a, src, dst) for a in audio_in}
+    except BaseException:
+        out.close()
+        raise
+    return _Output(out, vout, audio_map, audio_in, rate, width, height, turns, is_gif)
 
-        total = _expected_frames(vin, inp, rate, start_s, end_s)
-        cancel = threading.Event()
-        decoded, styled = _Pipe(2 * batch_size + 2, cancel), _Pipe(2, cancel)
 
-        def decode() -> None:
-            if start_s:
-                inp.seek(int(start_s / vin.time_base), stream=vin, backward=True)
-            streams = [vin, *audio_in]
+def _copy_stream(out, stream, src: Path, dst: Path):
+    try:
+        return out.add_stream_from_template(stream)
+    except ValueError as exc:
+        raise VideoError(
+            f"a {dst.suffix} file cannot hold the {stream.codec_context.name} audio of {src} as it is ({exc}); "
+            "write .mkv (takes any audio) or the input's own container"
+        ) from exc
 
-            def frames() -> Iterator[tuple[float, object]]:
-                for packet in inp.demux(streams):
-                    if packet.stream.type == "audio":
-                        if packet.dts is None:
-                            continue
-                        t = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
-                        if (start_s is None or t >= start_s) and (end_s is None or t < end_s):
-                            decoded.put(("audio", packet))
-                        continue
-                    for frame in packet.decode():
-                        t = frame.time if frame.time is not None else 0.0
-                        if start_s is not None and t < start_s - 1e-6:
-                            continue
-                        if end_s is not None and t >= end_s - 1e-6:
-                            return
-                        yield t - (start_s or 0.0), frame
 
-            clip_end = None if end_s is None else end_s - (start_s or 0.0)
-            for frame, repeats in _frame_ticks(frames(), float(rate) if fps else None, clip_end):
-                decoded.put(("frame", _to_rgb(frame, width, height, turns), repeats))
-            decoded.put(_STOP)
+class _Pipeline:
+    """Decode (a thread) -> stylize (the caller's thread: torch's thread settings are per
+    thread) -> encode (a thread), joined by bounded queues; counts what it wrote."""
 
-        counts = {"written": 0, "copied": 0}
-        bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
+    def __init__(self, av, inp, vin, output: _Output, opts: _Options) -> None:
+        self.av, self.inp, self.vin, self.output, self.opts = av, inp, vin, output, opts
+        self.cancel = threading.Event()
+        self.decoded = _Pipe(2 * opts.batch_size + 2, self.cancel)
+        self.styled = _Pipe(2, self.cancel)
+        self.written = 0  # video frames muxed (repeats included)
+        self.copied = 0  # audio packets muxed
+        self.bar = None
 
-        def encode() -> None:
-            while (item := styled.get()) is not _STOP:
-                outs, repeats, audio = item
-                for packet in audio:
-                    offset = int(round((start_s or 0.0) / packet.time_base))
-                    packet.pts -= offset
-                    packet.dts -= offset
-                    packet.stream = audio_map[packet.stream.index]
-                    out.mux(packet)
-                    counts["copied"] += 1
-                for rgb, n in zip(outs, repeats):
-                    frame = _to_frame(av, rgb, is_gif, width, height)
-                    for _ in range(n):
-                        frame.pts = counts["written"]
-                        out.mux(vout.encode(frame))
-                        counts["written"] += 1
-                    bar.update(n)
-            out.mux(vout.encode(None))
+    def run(self, frames_fn: FramesFn, total: int | None, name: str) -> float:
+        """Run the three stages to the end; the seconds they took. A stage's error is raised here."""
+        from tqdm import tqdm
 
-        # The model runs in the caller's thread: torch's thread settings are per thread.
-        workers = [_Worker(decode, "animegan2-decode", cancel), _Worker(encode, "animegan2-encode", cancel)]
+        self.bar = tqdm(total=total, unit="frame", desc=name, disable=not self.opts.progress, dynamic_ncols=True)
+        workers = [_Worker(self._decode, "animegan2-decode", self.cancel), _Worker(self._encode, "animegan2-encode", self.cancel)]
         for w in workers:
             w.start()
         t0 = time.perf_counter()
         try:
-            batch, repeats, audio = [], [], []
-            while (item := decoded.get()) is not _STOP:
-                if item[0] == "audio":
-                    audio.append(item[1])
-                    continue
-                batch.append(item[1])
-                repeats.append(item[2])
-                if len(batch) == batch_size:
-                    styled.put((_stylize(frames_fn, batch), repeats, audio))
-                    batch, repeats, audio = [], [], []
-            styled.put((_stylize(frames_fn, batch) if batch else [], repeats, audio))
-            styled.put(_STOP)
+            self._run_model(frames_fn)
         except _Cancelled:
             pass  # a worker failed; its error is raised below
         except BaseException:
-            cancel.set()
+            self.cancel.set()
             raise
         finally:
             for w in workers:
                 w.join()
-            bar.close()
+            self.bar.close()
         _raise_failed(workers)
-        written, copied = counts["written"], counts["copied"]
-        if written == 0:
-            raise VideoError(f"{src} has no frames between the given --start and --end")
-    finally:
-        out.close()
-    return written, rate, (width, height), copied, time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    def _decode(self) -> None:
+        out, opts = self.output, self.opts
+        if opts.start:
+            self.inp.seek(int(opts.start / self.vin.time_base), stream=self.vin, backward=True)
+        clip_end = None if opts.end is None else opts.end - (opts.start or 0.0)
+        for frame, repeats in _frame_ticks(self._timed_frames(), float(out.rate) if opts.fps else None, clip_end):
+            self.decoded.put(("frame", _to_rgb(frame, out.width, out.height, out.turns), repeats))
+        self.decoded.put(_STOP)
+
+    def _timed_frames(self) -> Iterator[tuple[float, object]]:
+        """(seconds from the cut's start, frame) of every video frame in the cut; the audio
+        packets in it go to the queue as they are demuxed."""
+        start, end = self.opts.start, self.opts.end
+        for packet in self.inp.demux([self.vin, *self.output.audio_in]):
+            if packet.stream.type == "audio":
+                if packet.dts is not None and self.opts.in_cut(float(packet.pts * packet.time_base) if packet.pts is not None else 0.0):
+                    self.decoded.put(("audio", packet))
+                continue
+            for frame in packet.decode():
+                t = frame.time if frame.time is not None else 0.0
+                if start is not None and t < start - 1e-6:
+                    continue
+                if end is not None and t >= end - 1e-6:
+                    return
+                yield t - (start or 0.0), frame
+
+    def _run_model(self, frames_fn: FramesFn) -> None:
+        """Batches of ``batch_size`` frames through the model, each with the audio demuxed meanwhile."""
+        batch, repeats, audio = [], [], []
+        while (item := self.decoded.get()) is not _STOP:
+            if item[0] == "audio":
+                audio.append(item[1])
+                continue
+            batch.append(item[1])
+            repeats.append(item[2])
+            if len(batch) == self.opts.batch_size:
+                self.styled.put((_stylize(frames_fn, batch), repeats, audio))
+                batch, repeats, audio = [], [], []
+        self.styled.put((_stylize(frames_fn, batch) if batch else [], repeats, audio))
+        self.styled.put(_STOP)
+
+    def _encode(self) -> None:
+        out = self.output
+        while (item := self.styled.get()) is not _STOP:
+            outs, repeats, audio = item
+            for packet in audio:
+                offset = int(round((self.opts.start or 0.0) / packet.time_base))
+                packet.pts -= offset
+                packet.dts -= offset
+                packet.stream = out.audio[packet.stream.index]
+                out.container.mux(packet)
+                self.copied += 1
+            for rgb, n in zip(outs, repeats):
+                frame = _to_frame(self.av, rgb, out.is_gif, out.width, out.height)
+                for _ in range(n):
+                    frame.pts = self.written
+                    out.container.mux(out.video.encode(frame))
+                    self.written += 1
+                self.bar.update(n)
+        out.container.mux(out.video.encode(None))
 
 
 def _stylize(frames_fn: FramesFn, batch: list[np.ndarray]) -> list[np.ndarray]:
