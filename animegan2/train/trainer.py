@@ -8,7 +8,9 @@ reads its share of each epoch through a ``DistributedSampler``; rank 0 writes al
 
 The generator trains with ``Generator()``'s defaults (``upsample="tf"``, layer-norm epsilon
 1e-12: the original trainer's numerics) unless ``--init-from`` weights say otherwise or the
-config sets ``upsample``/``norm_eps``. At the end of every epoch the generator is written to
+config sets ``upsample``/``norm_eps``; those numerics are the model's own record
+(:class:`GeneratorArgs`, kept in the checkpoint beside the settings, which ``train`` never
+changes). At the end of every epoch the generator is written to
 ``generators/epoch_NNN.safetensors`` (as the original's ``Saver(max_to_keep=epoch)`` kept
 every epoch) with both in its metadata, loadable wherever weights are; ``export`` copies one
 out.
@@ -16,6 +18,7 @@ out.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -26,6 +29,7 @@ import os
 import random
 import time
 import typing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,8 +227,23 @@ def preset_of(cfg: TrainConfig) -> Preset:
 # --- set-up --------------------------------------------------------------------------------
 
 
-def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
-    """(rank, world size, device, whether this call started the process group)."""
+@dataclass(frozen=True)
+class _Process:
+    """This process's place in the run: its rank among ``world`` processes and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+    started_group: bool  # whether this process started the process group (and so ends it)
+
+    @property
+    def master(self) -> bool:
+        """Rank 0 writes every file."""
+        return self.rank == 0
+
+
+def _distributed(cfg: TrainConfig) -> _Process:
+    """Join the ``torchrun`` process group when there is one, on this rank's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
@@ -236,7 +255,27 @@ def _distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     started = world > 1 and not dist.is_initialized()
     if started:
         dist.init_process_group("nccl" if cuda else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device, started
+    return _Process(dist.get_rank() if world > 1 else 0, world, device, started)
+
+
+@contextlib.contextmanager
+def _process_flags(deterministic: bool) -> Iterator[None]:
+    """torch's process-wide algorithm flags for the run (``--deterministic``), as they were afterwards."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    benchmark = torch.backends.cudnn.benchmark
+    set_cublas = deterministic and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    if set_cublas:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = benchmark
+        if set_cublas:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -428,146 +467,248 @@ _LOSS_COLUMNS = [
 # --- the run --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GeneratorArgs:
+    """The generator's numerics: the model's own record, kept apart from the run's settings as
+    nanoGPT keeps ``model_args`` (a checkpoint holds both; ``export`` reads these)."""
+
+    upsample: str
+    norm_eps: float
+
+    @classmethod
+    def of(cls, g: Generator) -> GeneratorArgs:
+        return cls(g.upsample, g.norm_eps)
+
+
+def build_generator(cfg: TrainConfig, state: dict[str, Any] | None, *, progress: bool) -> tuple[Generator, GeneratorArgs]:
+    """G as the original initialises it, or from ``--init-from`` weights (a new run only), with
+    its numerics: the config's, else those weights', else ``Generator()``'s defaults."""
+    init_meta = None
+    g = init_generator_(Generator())
+    if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
+        weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress)
+        g.load_state_dict(weights, strict=True)
+    upsample = cfg.upsample or (init_meta.upsample if init_meta else g.upsample)
+    norm_eps = cfg.norm_eps if cfg.norm_eps is not None else (init_meta.norm_eps if init_meta else g.norm_eps)
+    g.upsample, g.norm_eps = upsample, norm_eps
+    return g, GeneratorArgs.of(g)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns the run folder.
 
     Every check of data and settings happens before the first step; a NaN/inf loss or
-    gradient raises :class:`TrainingError` leaving the last checkpoint intact.
+    gradient raises :class:`TrainingError` leaving the last checkpoint intact. ``cfg`` is
+    not changed: what the run resolves (the data mean, the generator's numerics) is written
+    to the run's ``config.yaml`` and checkpoint.
     """
-    rank, world, device, started_group = _distributed(cfg)
-    master = rank == 0
+    proc = _distributed(cfg)
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.exists():  # stopped before its first checkpoint: nothing to lose
-        logging.getLogger("animegan2").warning("%s has no checkpoint yet: starting the run from step 0", out)
-    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    if not resume and ckpt_path.exists():
-        raise ConfigError(f"{out} already holds a run: continue it with --resume {out} or choose another --out")
+    state = _previous_state(out, resume)
     preset = preset_of(cfg)
     layout = data.check_layout(cfg.data, cfg.style)
-    if cfg.data_mean is None:
-        cfg.data_mean = list(data.data_mean(Path(cfg.data) / cfg.style / "style", progress=progress and master)[0])
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = not cfg.deterministic
-    torch.manual_seed(cfg.seed)
-
-    init_meta = None
-    g = init_generator_(Generator())
-    if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
-        weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
-        g.load_state_dict(weights, strict=True)
-    cfg.upsample = cfg.upsample or (init_meta.upsample if init_meta else g.upsample)
-    cfg.norm_eps = cfg.norm_eps if cfg.norm_eps is not None else (init_meta.norm_eps if init_meta else g.norm_eps)
-    g.upsample, g.norm_eps = cfg.upsample, cfg.norm_eps
-    d = Discriminator()
-    vgg = load_vgg19(cfg.vgg, normalization=cfg.vgg_normalization, progress=progress and master).to(device)
-    g, d = g.to(device), d.to(device)
-
-    betas = (cfg.beta1, cfg.beta2)
-    opt_init = TFAdam(g.parameters(), lr=cfg.lr_init, betas=betas)
-    opt_g = TFAdam(g.parameters(), lr=cfg.lr_g, betas=betas)
-    opt_d = TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas)
-    dtype = amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bfloat16 has float32's range
-    step, epoch, done_in_epoch = 0, 0, 0
-    # The epoch row of the log averages every step of the epoch, across resumes.
-    sums: dict[str, float] = {}
-    steps_done, seconds_before = 0, 0.0
-    if state is not None:
-        g.load_state_dict(state["generator"])
-        d.load_state_dict(state["discriminator"])
-        for opt, key in ((opt_init, "opt_init"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            opt.load_state_dict(state[key])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        step, epoch, done_in_epoch = state["step"], state["epoch"], state["done_in_epoch"]
-        if "epoch_log" in state:  # absent in checkpoints written before it was kept
-            sums, steps_done, seconds_before = dict(state["epoch_log"]["sums"]), state["epoch_log"]["steps"], state["epoch_log"]["seconds"]
-    g_raw, d_raw = g, d
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        g, d = DistributedDataParallel(g, device_ids=ids), DistributedDataParallel(d, device_ids=ids)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-    dataset = data.UnpairedDataset(layout, cfg.image_size, tuple(cfg.data_mean), seed=cfg.seed)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(f"{len(dataset)} images cannot fill one batch of {cfg.batch_size} on each of {world} process(es)")
-    stepper = Stepper(scaler, cfg, world, ckpt_path)
-    log = None
-    if master:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / CONFIG, require("yaml", "train").safe_dump(asdict(cfg), sort_keys=False).encode())
-        log = _Log(out)
-
-    def save_checkpoint() -> None:
-        if master:
-            _save_torch(
-                {
-                    "step": step, "epoch": epoch, "done_in_epoch": done_in_epoch,
-                    "generator": g_raw.state_dict(), "discriminator": d_raw.state_dict(),
-                    "opt_init": opt_init.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": _rng_state(), "config": asdict(cfg),
-                    "epoch_log": {"sums": sums, "steps": steps_done, "seconds": time.perf_counter() - epoch_clock},
-                },  # fmt: skip
-                ckpt_path,
-            )
-
-    epoch_clock = time.perf_counter() - seconds_before
-    while epoch < cfg.epochs and not (cfg.max_steps and step >= cfg.max_steps):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        indices = list(sampler)[done_in_epoch * cfg.batch_size :]
-        loader = DataLoader(
-            dataset, batch_size=cfg.batch_size, sampler=indices, drop_last=True,
-            num_workers=cfg.workers, pin_memory=device.type == "cuda",
-        )  # fmt: skip
-        phase = "init" if epoch < cfg.init_epochs else "gan"
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {phase}", disable=not (progress and master), unit="step")
-        for batch in bar:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            stepper.step = step
-            if phase == "init":
-                logged = init_step(g, vgg, batch, preset, opt_init, stepper, autocast)
-            else:
-                logged = gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast)
-            scaler.update()
-            step, done_in_epoch, steps_done = step + 1, done_in_epoch + 1, steps_done + 1
-            for k, v in logged.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("init_content", "d_total", "g_total")})
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint()
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-        if done_in_epoch == steps_per_epoch:
-            epoch, done_in_epoch = epoch + 1, 0
-            if master:
-                save_samples(g_raw, layout.val[: cfg.samples], cfg.image_size, out / "samples" / f"epoch_{epoch:03d}.jpg", device)
-                save_epoch_generator(g_raw, asdict(cfg), out, step, epoch)
-                record = {"epoch": epoch, "step": step, "phase": phase, "seconds": round(time.perf_counter() - epoch_clock, 3)}
-                log.write(record | {k: v / steps_done for k, v in sums.items()})
-            sums, steps_done, epoch_clock = {}, 0, time.perf_counter()
-        save_checkpoint()
-    if world > 1:
+    data_mean = cfg.data_mean
+    if data_mean is None:
+        data_mean = list(data.data_mean(Path(cfg.data) / cfg.style / "style", progress=progress and proc.master)[0])
+    with _process_flags(cfg.deterministic):
+        torch.manual_seed(cfg.seed)
+        g, model_args = build_generator(cfg, state, progress=progress and proc.master)
+        settings = dataclasses.replace(cfg, data_mean=data_mean, **asdict(model_args))
+        _Run(settings, model_args, proc, g, state, layout, preset, progress=progress and proc.master).fit()
+    if proc.world > 1:
         dist.barrier()
-    if started_group:
+    if proc.started_group:
         dist.destroy_process_group()
     return out
 
 
-def _metadata(cfg: dict[str, Any], step: int, epoch: int) -> dict[str, str]:
+def _previous_state(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from (``None``: start at step 0); an error rather than train over a run."""
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.exists():  # stopped before its first checkpoint: nothing to lose
+        logging.getLogger("animegan2").warning("%s has no checkpoint yet: starting the run from step 0", out)
+    if not resume and ckpt_path.exists():
+        raise ConfigError(f"{out} already holds a run: continue it with --resume {out} or choose another --out")
+    return load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+
+
+@dataclass
+class _Position:
+    """Where the run is, and the running sums of the epoch's log row (kept across resumes)."""
+
+    step: int = 0
+    epoch: int = 0
+    done_in_epoch: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    steps_done: int = 0  # steps summed in ``sums``
+    seconds_before: float = 0.0  # of this epoch, spent before a resume
+
+    @classmethod
+    def restored(cls, state: dict[str, Any]) -> _Position:
+        position = cls(state["step"], state["epoch"], state["done_in_epoch"])
+        if "epoch_log" in state:  # absent in checkpoints written before it was kept
+            log = state["epoch_log"]
+            position.sums, position.steps_done, position.seconds_before = dict(log["sums"]), log["steps"], log["seconds"]
+        return position
+
+    def add(self, logged: dict[str, float]) -> None:
+        """Count one step and its losses."""
+        self.step, self.done_in_epoch, self.steps_done = self.step + 1, self.done_in_epoch + 1, self.steps_done + 1
+        for k, v in logged.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+
+@dataclass
+class _Optimisers:
+    """The three optimisers of the recipe (init phase, G, D) and the AMP loss scaler."""
+
+    init: torch.optim.Optimizer
+    g: torch.optim.Optimizer
+    d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def create(cls, g: nn.Module, d: nn.Module, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None) -> _Optimisers:
+        betas = (cfg.beta1, cfg.beta2)
+        return cls(
+            TFAdam(g.parameters(), lr=cfg.lr_init, betas=betas),
+            TFAdam(g.parameters(), lr=cfg.lr_g, betas=betas),
+            TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas),
+            torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),  # bfloat16 has float32's range
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"opt_init": self.init.state_dict(), "opt_g": self.g.state_dict(), "opt_d": self.d.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for opt, key in ((self.init, "opt_init"), (self.g, "opt_g"), (self.d, "opt_d")):
+            opt.load_state_dict(state[key])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class _Run:
+    """One run from its set-up to its last step: models, optimisers, data and outputs.
+
+    ``cfg`` is the run's settings as resolved (the data mean and the generator's numerics
+    filled in), ``model_args`` the generator's numerics.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, model_args: GeneratorArgs, proc: _Process, g: Generator,
+        state: dict[str, Any] | None, layout: data.Layout, preset: Preset, *, progress: bool,
+    ) -> None:  # fmt: skip
+        self.cfg, self.model_args, self.proc, self.layout, self.preset, self.progress = cfg, model_args, proc, layout, preset, progress
+        self.out = Path(cfg.out)
+        device = proc.device
+        d = Discriminator()
+        self.vgg = load_vgg19(cfg.vgg, normalization=cfg.vgg_normalization, progress=progress).to(device)
+        self.g_raw, self.d_raw = g.to(device), d.to(device)
+        self.dtype = amp_dtype(cfg.amp, device)
+        self.opt = _Optimisers.create(self.g_raw, self.d_raw, cfg, device, self.dtype)
+        self.position = _Position()
+        if state is not None:
+            self._restore(state)
+        self.g, self.d = self.g_raw, self.d_raw
+        if proc.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.g, self.d = DistributedDataParallel(self.g, device_ids=ids), DistributedDataParallel(self.d, device_ids=ids)
+        self.dataset = data.UnpairedDataset(layout, cfg.image_size, tuple(cfg.data_mean), seed=cfg.seed)
+        self.sampler = DistributedSampler(self.dataset, num_replicas=proc.world, rank=proc.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"{len(self.dataset)} images cannot fill one batch of {cfg.batch_size} on each of {proc.world} process(es)"
+            )
+        self.stepper = Stepper(self.opt.scaler, cfg, proc.world, self.out / CHECKPOINT)
+        self.log = self._open_outputs() if proc.master else None
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.g_raw.load_state_dict(state["generator"])
+        self.d_raw.load_state_dict(state["discriminator"])
+        self.opt.load_state_dict(state)
+        _set_rng_state(state["rng"])
+        self.position = _Position.restored(state)
+
+    def _open_outputs(self) -> _Log:
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.out / CONFIG, require("yaml", "train").safe_dump(asdict(self.cfg), sort_keys=False).encode())
+        return _Log(self.out)
+
+    def autocast(self):
+        return torch.autocast(self.proc.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def fit(self) -> None:
+        """Epochs until ``epochs`` (or ``max_steps``), a checkpoint after each and every ``checkpoint_every`` steps."""
+        cfg, pos = self.cfg, self.position
+        self.epoch_clock = time.perf_counter() - pos.seconds_before
+        while pos.epoch < cfg.epochs and not (cfg.max_steps and pos.step >= cfg.max_steps):
+            phase = "init" if pos.epoch < cfg.init_epochs else "gan"
+            self._run_epoch(phase)
+            if pos.done_in_epoch == self.steps_per_epoch:
+                self._end_epoch(phase)
+            self._save_checkpoint()
+
+    def _run_epoch(self, phase: str) -> None:
+        """This epoch's remaining steps (all of them, unless resumed mid-epoch), to ``max_steps`` at most."""
+        cfg, pos, device = self.cfg, self.position, self.proc.device
+        self.sampler.set_epoch(pos.epoch)
+        self.dataset.set_epoch(pos.epoch)
+        indices = list(self.sampler)[pos.done_in_epoch * cfg.batch_size :]
+        loader = DataLoader(
+            self.dataset, batch_size=cfg.batch_size, sampler=indices, drop_last=True,
+            num_workers=cfg.workers, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        bar = tqdm(loader, desc=f"epoch {pos.epoch + 1}/{cfg.epochs} {phase}", disable=not self.progress, unit="step")
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            self.stepper.step = pos.step
+            if phase == "init":
+                logged = init_step(self.g, self.vgg, batch, self.preset, self.opt.init, self.stepper, self.autocast)
+            else:
+                logged = gan_step(self.g, self.d, self.vgg, batch, self.preset, self.opt.g, self.opt.d, self.stepper, self.autocast)
+            self.opt.scaler.update()
+            pos.add(logged)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("init_content", "d_total", "g_total")})
+            if pos.step % cfg.checkpoint_every == 0:
+                self._save_checkpoint()
+            if cfg.max_steps and pos.step >= cfg.max_steps:
+                break
+
+    def _end_epoch(self, phase: str) -> None:
+        """Samples, the epoch's generator and its log row (rank 0); the next epoch's sums start at zero."""
+        cfg, pos = self.cfg, self.position
+        pos.epoch, pos.done_in_epoch = pos.epoch + 1, 0
+        if self.proc.master:
+            samples = self.out / "samples" / f"epoch_{pos.epoch:03d}.jpg"
+            save_samples(self.g_raw, self.layout.val[: cfg.samples], cfg.image_size, samples, self.proc.device)
+            save_epoch_generator(self.g_raw, asdict(cfg), self.out, pos.step, pos.epoch)
+            record = {"epoch": pos.epoch, "step": pos.step, "phase": phase, "seconds": round(time.perf_counter() - self.epoch_clock, 3)}
+            self.log.write(record | {k: v / pos.steps_done for k, v in pos.sums.items()})
+        pos.sums, pos.steps_done, self.epoch_clock = {}, 0, time.perf_counter()
+
+    def _save_checkpoint(self) -> None:
+        if not self.proc.master:
+            return
+        pos = self.position
+        _save_torch(
+            {
+                "step": pos.step, "epoch": pos.epoch, "done_in_epoch": pos.done_in_epoch,
+                "generator": self.g_raw.state_dict(), "discriminator": self.d_raw.state_dict(),
+                **self.opt.state_dict(), "rng": _rng_state(),
+                "config": asdict(self.cfg), "model_args": asdict(self.model_args),
+                "epoch_log": {"sums": pos.sums, "steps": pos.steps_done, "seconds": time.perf_counter() - self.epoch_clock},
+            },  # fmt: skip
+            self.out / CHECKPOINT,
+        )
+
+
+def _metadata(model_args: GeneratorArgs, cfg: dict[str, Any], step: int, epoch: int) -> dict[str, str]:
     """The safetensors metadata of a run's generator after ``step`` steps and ``epoch``
     completed epochs, as :func:`animegan2.zoo.load_generator` reads it."""
     return {
         "architecture": "animeganv2",
-        "upsample": cfg["upsample"],
-        "norm_eps": repr(cfg["norm_eps"]),
+        "upsample": model_args.upsample,
+        "norm_eps": repr(model_args.norm_eps),
         "size": str(cfg["image_size"]),
         "style": cfg["style"],
         "epoch": str(epoch),
@@ -594,7 +735,8 @@ def save_epoch_generator(g: nn.Module, cfg: dict[str, Any], out: Path, step: int
     keep = cfg["keep_generators"]
     if keep != 0:
         path.parent.mkdir(exist_ok=True)
-        save_weights({k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}, _metadata(cfg, step, epoch), path)
+        weights = {k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}
+        save_weights(weights, _metadata(GeneratorArgs.of(g), cfg, step, epoch), path)
     if keep is not None:
         kept = list(kept_generators(out).values())
         for old in kept[: max(0, len(kept) - keep)]:
@@ -613,7 +755,10 @@ def export(run: str | Path, out_path: str | Path, epoch: int | None = None) -> P
         raise ConfigError(f"export writes .safetensors (it carries the metadata), not {Path(out_path).name}")
     if epoch is None:
         state = load_checkpoint(run)
-        weights, metadata = state["generator"], _metadata(state["config"], state["step"], state["epoch"])
+        # Checkpoints written before the numerics had their own record hold them in the config.
+        numerics = state.get("model_args", state["config"])
+        model_args = GeneratorArgs(numerics["upsample"], numerics["norm_eps"])
+        weights, metadata = state["generator"], _metadata(model_args, state["config"], state["step"], state["epoch"])
     else:
         folder = Path(run).parent if Path(run).is_file() else Path(run)
         path = epoch_generator(folder, epoch)
