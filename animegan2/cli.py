@@ -39,9 +39,31 @@ def subcommand(add: _AddSubcommand) -> _AddSubcommand:
     return add
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose arguments may be declared when it is first used (``declare``),
+    so that building the whole command line does not import what one subcommand needs."""
+
+    def __init__(self, *args, declare: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._declare = declare
+
+    def _declared(self) -> None:
+        if self._declare is not None:
+            declare, self._declare = self._declare, None
+            declare(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._declared()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._declared()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``animegan2`` parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="animegan2", description="AnimeGANv2 for PyTorch")
+    parser = _Parser(prog="animegan2", description="AnimeGANv2 for PyTorch")
     parser.add_argument("--version", action="version", version=f"animegan2 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
@@ -151,10 +173,7 @@ def _add_stylize(sub, common):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns, or - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder; an image file name for a single input; - for stdout")  # fmt: skip
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--style", help="a model zoo name (default: face_paint_512_v2)")
-    which.add_argument("--weights", help="a weights file, URL or anything else the zoo accepts")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_model_options(p)
     p.add_argument("--dtype", choices=["float32", "fp16", "bf16"], help="the older spelling of --precision fp32/fp16/bf16")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
@@ -232,7 +251,7 @@ def _folder_jobs(sources, out: Path, suffix: str, fmt: str | None, failed: list)
 def _run_stylize(args) -> int:
     from .imageio import IMAGE_SUFFIXES
     from .shard import Shard
-    from .stylize import DEFAULT_WEIGHTS, Stylizer, output_suffix, resolve_device
+    from .stylize import output_suffix, resolve_device
 
     _show_notices(args.quiet, args.debug)
     shard = Shard.from_env()
@@ -252,33 +271,39 @@ def _run_stylize(args) -> int:
     # Every process listed the same jobs and reports the inputs that matched nothing; rank 0 does.
     jobs, failed = shard.take(jobs), failed if shard.lead else []
     quiet = args.quiet or not shard.lead
-    stylizer = Stylizer(
-        args.weights or args.style or DEFAULT_WEIGHTS,
-        device=shard.device(resolve_device(args.device)),
-        dtype=args.dtype,
-        size=args.size,
-        max_pixels=args.max_pixels,
-        x32=args.x32,
-        keep_color=args.keep_color,
-        batch_size=args.batch_size,
-        progress=not quiet,
-        **_speed_kwargs(args, [src for src, _ in jobs if isinstance(src, Path)]),
-        memory=args.memory,
-        max_memory=args.max_memory,
-    )
-    _say_precision(stylizer, quiet)
+    stylizer = _open_stylizer(
+        args, quiet, shard.device(resolve_device(args.device)),
+        dtype=args.dtype, size=args.size, max_pixels=args.max_pixels, x32=args.x32, keep_color=args.keep_color,
+        batch_size=args.batch_size, **_speed_kwargs(args, [src for src, _ in jobs if isinstance(src, Path)]),
+        memory=args.memory, max_memory=args.max_memory,
+    )  # fmt: skip
     report = stylizer.stylize_files(
         jobs, format=fmt, side_by_side=args.side_by_side, overwrite=args.overwrite, skip_existing=args.skip_existing
     )
-    for src, reason, exc in report.failed:
-        if args.debug:
-            traceback.print_exception(exc)
-        failed.append((src, reason))
+    failed += _reported(report, args.debug)
     _print_failures(failed)
     done, skipped, failures = shard.sum([len(report.done), len(report.skipped), len(failed)])
     if not quiet:
         print(f"animegan2: {done} stylized, {skipped} skipped, {failures} failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _open_stylizer(args, quiet: bool, device, **options):
+    """The Stylizer of ``--style``/``--weights`` (default: the zoo's default weights) on
+    ``device``, after saying which precision path it runs (unless ``quiet``)."""
+    from .stylize import DEFAULT_WEIGHTS, Stylizer
+
+    stylizer = Stylizer(args.weights or args.style or DEFAULT_WEIGHTS, device=device, progress=not quiet, **options)
+    _say_precision(stylizer, quiet)
+    return stylizer
+
+
+def _reported(report, debug: bool) -> list[tuple[str, str]]:
+    """(source, reason) of a batch report's failures; with ``--debug`` each traceback is printed first."""
+    if debug:
+        for _, _, exc in report.failed:
+            traceback.print_exception(exc)
+    return [(src, reason) for src, reason, _ in report.failed]
 
 
 def _print_failures(failed: list[tuple[str, str]]) -> None:
@@ -423,7 +448,6 @@ def _add_face(sub, common):
 def _run_face(args) -> int:
     from .face import face2paint, paint_files
     from .imageio import IMAGE_SUFFIXES
-    from .stylize import DEFAULT_WEIGHTS, Stylizer
 
     _show_notices(args.quiet, args.debug)
     sources, failed = _stylize_sources(args)
@@ -436,17 +460,11 @@ def _run_face(args) -> int:
         size=args.size, side_by_side=args.side_by_side, detect=True, margin=args.margin,
         align=not args.no_align, paste_back=args.paste_back, on_missing=args.on_missing,
     )
-    stylizer = Stylizer(
-        args.weights or args.style or DEFAULT_WEIGHTS, device=args.device, precision=args.precision, progress=not args.quiet
-    )
-    _say_precision(stylizer, args.quiet)
+    stylizer = _open_stylizer(args, args.quiet, args.device, precision=args.precision)
     report = paint_files(
         jobs, paint, stylizer, progress=not args.quiet, overwrite=args.overwrite, skip_existing=args.skip_existing
     )
-    for src, reason, exc in report.failed:
-        if args.debug:
-            traceback.print_exception(exc)
-        failed.append((src, reason))
+    failed += _reported(report, args.debug)
     _print_failures(failed)
     return 1 if failed else 0
 
@@ -471,7 +489,7 @@ def _add_video(sub, common):
 
 def _run_video(args) -> int:
     from .shard import Shard
-    from .stylize import DEFAULT_WEIGHTS, Stylizer, resolve_device
+    from .stylize import resolve_device
     from .video import stylize_video
 
     _show_notices(args.quiet, args.debug)
@@ -484,11 +502,8 @@ def _run_video(args) -> int:
         raise ConfigError("two input videos have the same file name and would write the same output; use separate runs")
     shard = Shard.from_env()
     quiet = args.quiet or not shard.lead
-    stylizer = Stylizer(
-        args.weights or args.style or DEFAULT_WEIGHTS, device=shard.device(resolve_device(args.device)),
-        batch_size=args.batch_size, precision=args.precision, progress=not quiet,
-    )  # fmt: skip
-    _say_precision(stylizer, quiet)
+    device = shard.device(resolve_device(args.device))
+    stylizer = _open_stylizer(args, quiet, device, batch_size=args.batch_size, precision=args.precision)
     failed = 0
     for src, dst in shard.take(jobs):
         try:
@@ -604,11 +619,26 @@ def _run_data_mean(args) -> int:
 
 @subcommand
 def _add_train(sub, common):
-    from .train.trainer import TrainConfig, config_types
-
-    p = sub.add_parser("train", parents=[common], help="train a style (AnimeGANv2 recipe); `train export` writes weights")
+    p = sub.add_parser(
+        "train", parents=[common], declare=_add_train_settings,
+        help="train a style (AnimeGANv2 recipe); `train export` writes weights",
+    )  # fmt: skip
     p.add_argument("--config", help="YAML/TOML file of settings (command-line options override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(func=_run_train)
+    actions = p.add_subparsers(dest="train_action", metavar="[export]")
+    e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
+    e.add_argument("run", help="run folder (or its checkpoint.pt)")
+    e.add_argument("-o", "--output", required=True, help="output .safetensors")
+    _add_existing_output_options(e)
+    e.add_argument("--epoch", type=_positive_int, help="the generator kept after this epoch (default: the latest)")
+    e.set_defaults(func=_run_train_export)
+
+
+def _add_train_settings(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; declared only when ``train`` runs (it imports the trainer)."""
+    from .train.trainer import TrainConfig, config_types
+
     types = config_types()
     for f in dataclasses.fields(TrainConfig):
         base, _ = types[f.name]
@@ -619,14 +649,6 @@ def _add_train(sub, common):
             p.add_argument(flag, type=float, nargs=3, default=None, help=f.metadata["help"])
         else:
             p.add_argument(flag, type=base, default=None, help=f.metadata["help"])
-    p.set_defaults(func=_run_train)
-    actions = p.add_subparsers(dest="train_action", metavar="[export]")
-    e = actions.add_parser("export", parents=[common], help="write a run's generator as .safetensors with metadata")
-    e.add_argument("run", help="run folder (or its checkpoint.pt)")
-    e.add_argument("-o", "--output", required=True, help="output .safetensors")
-    _add_existing_output_options(e)
-    e.add_argument("--epoch", type=_positive_int, help="the generator kept after this epoch (default: the latest)")
-    e.set_defaults(func=_run_train_export)
 
 
 def _run_train(args) -> int:
