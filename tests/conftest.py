@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,15 @@ from tests.reference import random_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("ANIMEGAN2_TESTDATA", REPO.parent / "shared" / "testdata"))
+# Fixtures that TensorFlow builds: a test that uses one (directly or through another fixture) needs it.
+_TF_FIXTURES = {"tf_v2_checkpoint", "tf_training_checkpoint", "tf_sharded_checkpoint", "tf_v1_checkpoint"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``tf`` every test that uses a TensorFlow-built fixture (pyproject.toml lists the markers)."""
+    for item in items:
+        if _TF_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tf)
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +89,45 @@ def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "random.pt"
     torch.save(random_state_dict(seed=5), path)
     return str(path)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """Downloads retry at once, reach 127.0.0.1 without a proxy, and are not in offline mode."""
+    from animegan2 import download
+
+    monkeypatch.setattr(download, "BACKOFF", 0.01)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("ANIMEGAN2_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture
+def server():
+    """A weights server on 127.0.0.1 (``tests/weights_server.py``); faults are injected per request."""
+    from tests.weights_server import WeightsServer
+
+    with WeightsServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def manifest(tmp_path, monkeypatch):
+    """write(name=entry, ...) -> installs a manifest with those entries as ANIMEGAN2_MANIFEST
+    (entries from ``tests.manifests.entry``)."""
+
+    def write(**entries):
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps({"schema": 1, "weights": entries}))
+        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(path))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A toy training data set: 4 photos and 4 anime frames (+ smooth) of 32x32 noise, and a tiny VGG19."""
+    from tests.toy_training import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("data"))

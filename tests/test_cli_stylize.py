@@ -9,8 +9,8 @@ from PIL import Image, ImageCms
 
 from animegan2.cli import main
 from animegan2.imageio import DecodedImage, load_image, save_image
+from tests.images import jpeg_bytes, png_declaring
 from tests.reference import random_state_dict
-from tests.test_imageio import _jpeg, _png_declaring
 
 BAD = {
     "empty.jpg": "empty file (0 bytes)",
@@ -32,8 +32,8 @@ def mixed(tmp_path, testdata):
         small.save(folder / "rotated.jpg", exif=exif.tobytes(), icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "text.jpg").write_text("this is not a JPEG\n")
-    (folder / "truncated.jpg").write_bytes(_jpeg((64, 64))[:500])
-    (folder / "bomb.png").write_bytes(_png_declaring(50_000, 50_000))
+    (folder / "truncated.jpg").write_bytes(jpeg_bytes((64, 64))[:500])
+    (folder / "bomb.png").write_bytes(png_declaring(50_000, 50_000))
     rng = np.random.default_rng(0)
     save_image(DecodedImage(rng.integers(0, 65536, (12, 20, 3), dtype=np.uint16)), folder / "deep.png")
     Image.new("CMYK", (16, 12), (0, 200, 200, 0)).save(folder / "cmyk.jpg")
@@ -156,7 +156,7 @@ def test_zoo_name_through_the_cli_and_the_one_liner(tmp_path, monkeypatch, capsy
     import json
 
     import animegan2
-    from tests.test_zoo import entry
+    from tests.manifests import entry
     from tests.weights_server import WeightsServer
 
     buf = io.BytesIO()

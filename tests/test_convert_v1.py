@@ -12,9 +12,11 @@ from animegan2.convert import ARCHITECTURES, convert_checkpoint, detect_architec
 from animegan2.errors import CheckpointError
 from animegan2.model_v1 import GeneratorV1
 from animegan2.tfcheckpoint import TFCheckpoint
-from tests.test_zoo import _fast_retries, entry, manifest, server  # noqa: F401 (fixtures)
+from tests.manifests import entry
 from tests.tf_reference import tf
 from tests.tf_reference_v1 import SIZES
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 G = "generator/G_MODEL/"
 MAX_ABS, MEAN_ABS = 2e-4, 2e-5  # TF's own float32 rounding is larger in this deeper network

@@ -22,10 +22,9 @@ from animegan2.cli import main
 from animegan2.errors import OutputExistsError, WeightsError
 from animegan2.imageio import DecodedImage, load_image, save_image
 from animegan2.stylize import Stylizer
+from tests.clips import make_clip
 from tests.reference import random_state_dict
-from tests.test_train_trainer import config as train_config
-from tests.test_train_trainer import dataset  # noqa: F401 - a fixture, used by name
-from tests.test_video import make_clip
+from tests.toy_training import config as train_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,21 +15,7 @@ from animegan2.imageio import (
     to_tensor,
     to_uint8,
 )
-
-
-def _png_declaring(width: int, height: int) -> bytes:
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4)) + chunk(b"IEND", b"")
-
-
-def _jpeg(size=(48, 32), **options) -> bytes:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "JPEG", **options)
-    return buf.getvalue()
+from tests.images import jpeg_bytes, png_declaring
 
 
 @pytest.mark.parametrize(
@@ -39,9 +23,9 @@ def _jpeg(size=(48, 32), **options) -> bytes:
     [
         (b"", "empty file (0 bytes)"),
         (b"hello, I am a text file\n", "not an image"),
-        (_jpeg()[:400], "corrupt or truncated image"),
-        (_png_declaring(100_000, 100_000), "possible decompression bomb"),  # over 2x the limit: Pillow's error
-        (_png_declaring(10_000, 10_000), "possible decompression bomb"),  # over the limit: Pillow's warning
+        (jpeg_bytes()[:400], "corrupt or truncated image"),
+        (png_declaring(100_000, 100_000), "possible decompression bomb"),  # over 2x the limit: Pillow's error
+        (png_declaring(10_000, 10_000), "possible decompression bomb"),  # over the limit: Pillow's warning
     ],
     ids=["empty", "text", "truncated-jpeg", "bomb", "bomb-warning-level"],
 )

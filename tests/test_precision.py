@@ -222,7 +222,7 @@ def test_cli_says_which_path_ran_and_quiet_silences_it(weights, testdata, tmp_pa
 
 
 def test_cli_video_says_which_path_ran(weights, tmp_path, capsys, monkeypatch):
-    from tests.test_video import make_clip
+    from tests.clips import make_clip
 
     monkeypatch.setattr(stylize_module, "detect", lambda device: PLAIN)
     clip = make_clip(tmp_path / "clip.mp4", audio=False, n=4)

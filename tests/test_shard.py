@@ -13,8 +13,8 @@ from PIL import Image
 
 from animegan2.cli import main
 from animegan2.shard import Shard
+from tests.clips import make_clip
 from tests.reference import random_state_dict
-from tests.test_video import make_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "animegan2"]

@@ -53,6 +53,7 @@ def test_mask_crc_is_leveldb_rotate_and_add():
     assert mask_crc(0xFFFFFFFF) == (0xFFFFFFFF + 0xA282EAD8) & 0xFFFFFFFF
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("which", ["tf_v2_checkpoint", "tf_training_checkpoint", "tf_sharded_checkpoint"])
 def test_values_equal_tensorflow_bit_for_bit(request, which):
     ckpt_path = request.getfixturevalue(which)
@@ -120,6 +121,7 @@ def test_directory_moved_since_saving_still_resolves(tf_v2_checkpoint, tmp_path)
     assert TFCheckpoint(tmp_path / "moved").prefix == prefix
 
 
+@pytest.mark.tf
 def test_dtypes_strings_and_refusals(tmp_path):
     values = {
         "f16": np.array([[1.5, -2.25]], np.float16),

@@ -33,6 +33,7 @@ from animegan2.train.optim import TFAdam
 from animegan2.train.vgg import load_vgg19
 from tests.reference_train import fake_caffe_layers
 
+pytestmark = pytest.mark.tf  # every test compares with the original trainer, run in TensorFlow
 SIZE, BATCH = 32, 2
 RTOL = 1e-4
 # D's layers as net/discriminator.py names its scopes -> index in Discriminator.layers.

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -16,7 +15,7 @@ from animegan2.stylize import Stylizer
 from animegan2.errors import ConfigError, TrainingError
 from animegan2.train import losses, trainer
 from tests.hostile import CodeRunningPickle
-from tests.reference_train import fake_caffe_layers
+from tests.toy_training import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,32 +27,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """4 photos and 4 anime frames (+ smooth) of 32x32 noise, and a tiny VGG19."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for folder in ("train_photo", "toy/style", "toy/smooth", "val"):
-        (root / folder).mkdir(parents=True)
-    for i in range(4):
-        photo = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        cv2.imwrite(str(root / "train_photo" / f"{i}.png"), photo)
-        anime = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        cv2.imwrite(str(root / "toy/style" / f"{i}.png"), anime)
-        cv2.imwrite(str(root / "toy/smooth" / f"{i}.png"), cv2.GaussianBlur(anime, (5, 5), 0))
-    cv2.imwrite(str(root / "val" / "v.png"), photo)
-    np.save(root / "vgg19.npy", fake_caffe_layers(), allow_pickle=True)
-    return root
-
-
-def config(dataset, out, **kw):
-    values = dict(
-        data=str(dataset), style="toy", out=str(out), preset="hayao", vgg=str(dataset / "vgg19.npy"),
-        image_size=32, batch_size=2, epochs=2, init_epochs=1, workers=0, samples=2,
-    )  # fmt: skip
-    return trainer.make_config(values | kw)
 
 
 def run(dataset, out, resume=False, **kw):

@@ -15,10 +15,7 @@ import torch
 from PIL import Image
 
 from tests.reference import random_state_dict
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+from tests.web_page import CHROMIUM, CHROMIUM_ARGS
 
 
 def _free_port() -> int:
@@ -101,6 +98,7 @@ def _outside_requests(page) -> list:
     return outside
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("viewport", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_browser_page_explains_uploads_and_its_gallery_picks_the_style(server, testdata, tmp_path, viewport):
     from playwright.sync_api import expect, sync_playwright
@@ -145,6 +143,7 @@ def test_browser_page_explains_uploads_and_its_gallery_picks_the_style(server, t
     assert outside == [], f"the page requested outside hosts: {outside}"
 
 
+@pytest.mark.browser
 def test_browser_download_is_named_after_input_and_style_and_a_failed_run_leaves_none(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -181,7 +180,7 @@ def test_api_video_keeps_frames_and_audio_never_enlarges_and_limits_length(serve
 
     from animegan2.errors import VideoError
     from animegan2.web import WebApp
-    from tests.test_video import H, N, W, make_clip, probe
+    from tests.clips import H, N, W, make_clip, probe
 
     url, work = server
     client = Client(url, verbose=False)

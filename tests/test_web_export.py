@@ -47,6 +47,7 @@ def test_folder_holds_the_page_the_model_with_metadata_and_the_runtime(site):
     assert "http" not in html.replace("http-equiv", "") and "http" not in (folder / "app.js").read_text()
 
 
+@pytest.mark.browser
 def test_page_output_equals_pytorch_and_downloads(site, testdata, tmp_path):
     work, folder = site
     # A real photo at an odd size (TF mode pads 150 x 99 to 152 x 100), as PNG: the browser

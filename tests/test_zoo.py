@@ -18,8 +18,10 @@ import torch
 from animegan2 import cli, download, zoo
 from animegan2.errors import ChecksumError, DownloadError, ManifestError, WeightsError
 from tests.hostile import CodeRunningPickle
+from tests.manifests import cache, entry
 from tests.reference import random_state_dict
-from tests.weights_server import WeightsServer
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def _pt_bytes(seed: int) -> bytes:
@@ -31,57 +33,6 @@ def _pt_bytes(seed: int) -> bytes:
 @pytest.fixture(scope="module")
 def weights_bytes() -> bytes:
     return _pt_bytes(1)
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(download, "BACKOFF", 0.01)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.delenv("ANIMEGAN2_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-
-
-@pytest.fixture
-def server():
-    with WeightsServer() as srv:
-        yield srv
-
-
-def entry(urls, body=None, *, name="tiny.pt", digest=True, **fields):
-    """A torch-state-dict manifest entry for ``body`` served at ``urls``."""
-    file = {"name": name, "urls": urls}
-    if body is not None and digest:
-        file.update(size=len(body), sha256=hashlib.sha256(body).hexdigest())
-    spec = {
-        "description": "random test weights",
-        "format": "torch-state-dict",
-        "upsample": "align_corners",
-        "norm_eps": 1e-5,
-        "size": 512,
-        "style": "test",
-        "source": "tests",
-        "license": "test data",
-        "files": [file],
-    }
-    spec.update(fields)
-    return spec
-
-
-@pytest.fixture
-def manifest(tmp_path, monkeypatch):
-    """write(name=entry, ...) -> installs a manifest with those entries as ANIMEGAN2_MANIFEST."""
-
-    def write(**entries):
-        path = tmp_path / "manifest.json"
-        path.write_text(json.dumps({"schema": 1, "weights": entries}))
-        monkeypatch.setenv("ANIMEGAN2_MANIFEST", str(path))
-        return path
-
-    return write
-
-
-def cache(*parts) -> Path:
-    return download.cache_dir().joinpath(*parts)
 
 
 def assert_equal_state(state, expected):

@@ -14,8 +14,10 @@ from animegan2.model import Generator
 from animegan2.model_v1 import GeneratorV1
 from animegan2.onnx_v3 import OnnxGeneratorV3
 from animegan2.stylize import Stylizer
-from tests.test_onnx_v3 import make_graph
-from tests.test_zoo import _fast_retries, cache, entry, manifest, server  # noqa: F401 (fixtures)
+from tests.manifests import cache, entry
+from tests.onnx_graphs import make_graph
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def onnx_entry(url, name="AnimeGANv3_Stub_1.onnx", **fields):
@@ -124,7 +126,7 @@ def test_face_and_video_paths_take_a_v3_model(tmp_path):
 
     from animegan2.face import face2paint
     from animegan2.video import stylize_video
-    from tests.test_video import make_clip, probe
+    from tests.clips import make_clip, probe
 
     g = OnnxGeneratorV3(make_graph(tmp_path / "AnimeGANv3_Stub_1.onnx"))
     painted = np.asarray(face2paint(size=64)(g, Image.new("RGB", (80, 60), (191, 191, 191))))
