@@ -2,9 +2,11 @@
 each other's files, signals leave no temporary file, bad input is one line, never a traceback.
 Downloads and the cache (items 1-4) are tested in test_zoo.py beside the other server faults."""
 
+import errno
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,9 +19,19 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from animegan2 import _atomic, zoo
+from animegan2 import _atomic, stylize, zoo
 from animegan2.cli import main
-from animegan2.errors import OutputExistsError, WeightsError
+from animegan2.errors import (
+    AnimeGANError,
+    ArgumentError,
+    ConfigError,
+    ImageError,
+    MissingDependencyError,
+    OutputExistsError,
+    WeightsError,
+    WriteError,
+)
+from animegan2.model import Generator
 from animegan2.imageio import DecodedImage, load_image, save_image
 from animegan2.stylize import Stylizer
 from tests.clips import make_clip
@@ -335,3 +347,72 @@ def test_the_final_step_refuses_to_replace_also_without_hard_links(tmp_path, mon
     with pytest.raises(OutputExistsError, match="b.png already exists"):
         save_image(DecodedImage(np.ones((2, 2, 3), np.uint8)), tmp_path / "b.png", overwrite=False)
     assert load_image(tmp_path / "b.png").pixels.max() == 0  # the first one's
+
+
+def test_every_failed_write_is_one_write_error_that_is_also_what_it_was(tmp_path):
+    """ConfigError (convert), ImageError (images), WeightsError (the cache) and OSError (exports,
+    training) were the types of a failed write, module by module: WriteError is each of them."""
+    dest = tmp_path / "missing" / "w.bin"
+    with pytest.raises(WriteError) as info:
+        _atomic.write_bytes_atomic(dest, b"x")
+    exc = info.value
+    assert all(isinstance(exc, kind) for kind in (ConfigError, ImageError, WeightsError, OSError))
+    assert (exc.errno, exc.filename, exc.reason) == (errno.ENOENT, str(dest), "No such file or directory")
+    assert str(exc) == f"cannot write {dest}: No such file or directory; check that its folder exists, is writable and has room"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(WriteError, match=re.escape(f"cannot write {blocker / 'w.bin'}: {blocker} is a file, not a folder")):
+        _atomic.write_bytes_atomic(blocker / "w.bin", b"x", parents=True)
+    with pytest.raises(WriteError, match="Not a directory"):
+        _atomic.write_bytes_atomic(blocker / "sub" / "w.bin", b"x", parents=True)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(WriteError, match="Is a directory"):  # publishing over a folder fails at the rename
+        _atomic.write_bytes_atomic(tmp_path / "dir", b"x")
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "dir"] and os.listdir(tmp_path / "dir") == []
+
+
+def test_a_bad_argument_value_is_ours_and_a_value_error():
+    with pytest.raises(ArgumentError, match="upsample must be one of") as info:
+        Generator(upsample="bicubic")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AnimeGANError)
+
+
+def test_the_cached_stylizer_is_built_once_and_its_own_type_errors_pass_through(monkeypatch):
+    built = []
+
+    class Fake:
+        def __init__(self, style, **kwargs):
+            built.append((style, kwargs))
+            if "bogus" in kwargs:
+                raise TypeError("Stylizer() got an unexpected keyword argument 'bogus'")
+
+    monkeypatch.setattr(stylize, "Stylizer", Fake)
+    stylize._shared_stylizer.cache_clear()
+    try:
+        with pytest.raises(TypeError, match="bogus"):
+            stylize._stylizer("hayao", {"bogus": 1})
+        assert len(built) == 1  # not built a second time by a fall-back
+        assert stylize._stylizer("hayao", {"size": 64}) is stylize._stylizer("hayao", {"size": 64})  # cached
+        photos = ["a.jpg", "b.jpg"]  # a list is unhashable: built, not cached
+        assert stylize._stylizer("hayao", {"calibration": photos}) is not stylize._stylizer("hayao", {"calibration": photos})
+        assert len(built) == 4
+    finally:
+        stylize._shared_stylizer.cache_clear()
+
+
+def test_a_missing_haar_cascade_is_an_installation_problem(monkeypatch):
+    import cv2
+
+    from animegan2.face import detect_face
+
+    class Empty:
+        def __init__(self, path):
+            pass
+
+        def empty(self):
+            return True
+
+    monkeypatch.setattr(cv2, "CascadeClassifier", Empty)
+    with pytest.raises(MissingDependencyError, match=r"haarcascade_frontalface_default\.xml is missing .*animegan2\[face\]"):
+        detect_face(np.zeros((64, 64, 3), np.uint8))
+

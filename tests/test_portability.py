@@ -100,3 +100,18 @@ def test_model_imports_torch_and_the_resize_functions_only():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(["animegan2", "animegan2.errors", "animegan2.model", "animegan2.resize"])
+
+
+def test_the_command_line_parser_imports_no_training_code(capsys):
+    """Building the parser is the cost of every command; the trainer loads only for ``train``."""
+    code = "import sys; from animegan2 import cli; cli.build_parser(); print(sorted(m for m in sys.modules if m.startswith('animegan2.train')))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    from animegan2.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0 and "--lr-g LR_G" in capsys.readouterr().out
+

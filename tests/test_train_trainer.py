@@ -1,6 +1,7 @@
 """The trainer on tiny synthetic data: init phase, adversarial phase, outputs, resume,
 DDP (torchrun, gloo), export, guards and errors before training."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -30,7 +31,10 @@ def _one_thread():
 
 
 def run(dataset, out, resume=False, **kw):
-    trainer.train(config(dataset, out, **kw), resume=resume, progress=False)
+    cfg = config(dataset, out, **kw)
+    given = dataclasses.asdict(cfg)
+    trainer.train(cfg, resume=resume, progress=False)
+    assert dataclasses.asdict(cfg) == given  # what the run resolves is recorded, never written into the settings given
     return torch.load(out / "checkpoint.pt", weights_only=True)
 
 
@@ -56,6 +60,7 @@ def test_adversarial_steps_write_checkpoint_samples_and_log(dataset, tmp_path):
     saved = trainer.read_config_file(out / "config.yaml")
     # The original trainer's numerics, as the trainer takes them from Generator()'s defaults.
     assert saved["upsample"] == "tf" and saved["norm_eps"] == 1e-12 and len(saved["data_mean"]) == 3
+    assert state["model_args"] == {"upsample": "tf", "norm_eps": 1e-12}  # the model's numerics, their own record
     assert saved["amp"] == "auto"  # float32 on CPU
     record = json.loads((out / "log.jsonl").read_text().splitlines()[1])
     assert {"d_total", "g_content", "g_style", "g_color", "g_tv", "g_adv", "g_grad_norm", "d_grad_norm"} <= set(record)
@@ -163,6 +168,19 @@ def test_every_epoch_generator_is_kept_and_loads_everywhere(dataset, tmp_path, c
     assert torch.equal(stylizer.stylize(x), want(x))
 
 
+def test_export_takes_the_numerics_from_their_record_or_from_an_older_checkpoints_config(dataset, tmp_path):
+    out = tmp_path / "run"
+    state = run(dataset, out, max_steps=1)
+    state["config"]["upsample"] = "half_pixel"  # a config that disagrees: the numerics' own record wins
+    torch.save(state, out / "checkpoint.pt")
+    _, meta = zoo.read_safetensors(trainer.export(out, tmp_path / "new.safetensors"))
+    assert (meta["upsample"], meta["norm_eps"]) == ("tf", "1e-12")
+    del state["model_args"]  # as checkpoints were written before that record was kept
+    torch.save(state, out / "checkpoint.pt")
+    _, meta = zoo.read_safetensors(trainer.export(out, tmp_path / "old.safetensors"))
+    assert (meta["upsample"], meta["norm_eps"]) == ("half_pixel", "1e-12")
+
+
 def test_resume_and_vgg_files_refuse_code_in_pickles(dataset, tmp_path, capsys):
     """A checkpoint.pt or a VGG .pt from someone else is as dangerous as a weights file:
     both are read weights-only, so the pickle's code never runs."""
@@ -256,5 +274,6 @@ def test_init_from_zoo_weights_starts_there_with_their_numerics(dataset, tmp_pat
     state = run(dataset, tmp_path / "run", max_steps=1, init_from=str(tmp_path / "published.pt"))
     saved = trainer.read_config_file(tmp_path / "run" / "config.yaml")
     assert (saved["upsample"], saved["norm_eps"]) == ("align_corners", 1e-5)
+    assert state["model_args"] == {"upsample": "align_corners", "norm_eps": 1e-5}
     # one Adam step moves each weight by at most about lr_init (2e-4) from where it started
     assert max((state["generator"][k] - v).abs().max().item() for k, v in start.items()) <= 2.1e-4
