@@ -116,6 +116,64 @@ def _silent(fraction: float | None, words: str) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class _Page:
+    """What the page's tabs share: Gradio, the style names, the size choices with their note,
+    and a disabled download button to reset to."""
+
+    gr: Any
+    styles: list[str]
+    sizes: list[tuple[str, str]]
+    size_info: str
+    idle: Any
+
+
+def _problem(exc: AnimeGANError, lead: str = "Not done.") -> str:
+    """The page's message for an expected user error, logged as one line, never a traceback."""
+    logger.info(f"web: {exc}")
+    return f"**{lead}** {_markdown(str(exc))}"
+
+
+def _api(gr, fn: Callable) -> Callable:
+    """``fn`` as an API endpoint: our errors become the one-line ``gr.Error`` the client sees."""
+
+    def run(*args):
+        try:
+            return fn(*args)
+        except AnimeGANError as exc:
+            logger.info(f"web: {exc}")
+            raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+
+    run.__name__ = fn.__name__
+    return run
+
+
+def _words(progress) -> Report:
+    """A :data:`Report` that shows its sentence in Gradio's progress bar."""
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def _gallery(gr, thumbs: list[tuple[Image.Image, str]]) -> Any:
+    """The style thumbnails, in an accordion above the tabs."""
+    with gr.Accordion("Styles: click one to use it", open=True):
+        return gr.Gallery(
+            thumbs, show_label=False, columns=len(thumbs), fit_columns=False, height="auto",
+            object_fit="cover", allow_preview=False, buttons=[], elem_classes="thumbs", elem_id="thumbs",
+        )  # fmt: skip
+
+
+def _pick_on_click(gr, gallery: Any, thumbs: list[tuple[Image.Image, str]], dropdowns: list) -> None:
+    """A click on a thumbnail picks its style in every tab."""
+
+    def pick(evt):
+        return (thumbs[evt.index][1],) * len(dropdowns)
+
+    # Gradio passes the clicked item to a parameter typed SelectData; this module's
+    # postponed annotations would leave it the string "gr.SelectData".
+    pick.__annotations__["evt"] = gr.SelectData
+    gallery.select(pick, None, dropdowns, queue=False, api_visibility="private")
+
+
 @dataclass
 class PhotoResult:
     """A stylized photo: what the slider compares, the PNG to download, and a sentence about it."""
@@ -395,140 +453,124 @@ class WebApp:
     # --- the page ---
 
     def build(self) -> Any:
-        """The Gradio Blocks of the app (not yet launched)."""
+        """The Gradio Blocks of the app (not yet launched): the style gallery, the Photo and
+        Video tabs, and the two API endpoints, in that order on the page."""
         gr = _gradio()
-
-        def problem(exc: AnimeGANError, lead: str = "Not done.") -> str:
-            logger.info(f"web: {exc}")  # an expected user error: one line at most, never a traceback
-            return f"**{lead}** {_markdown(str(exc))}"
-
-        def api(fn):
-            def run(*args):
-                try:
-                    return fn(*args)
-                except AnimeGANError as exc:
-                    logger.info(f"web: {exc}")
-                    raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
-
-            run.__name__ = fn.__name__
-            return run
-
-        def words(progress) -> Report:
-            return lambda fraction, text: progress(fraction, desc=text)
-
-        idle = gr.DownloadButton(value=None, interactive=False)
-        styles = list(self.styles)
         sizes = [(f"{s} (slower)" if s == SAME_AS_INPUT else s, s) for s in OUTPUT_SIZES]
         size_info = (
             f"Long side in pixels, never larger than the input. {DEFAULT_SIZE} takes seconds on a CPU; "
             f"'{SAME_AS_INPUT}' keeps every pixel (up to {self.max_pixels / 1e6:g} megapixels) and takes longer."
         )
+        page = _Page(gr, list(self.styles), sizes, size_info, gr.DownloadButton(value=None, interactive=False))
         with gr.Blocks(title="AnimeGANv2", analytics_enabled=False) as app:
             gr.Markdown("# AnimeGANv2", elem_id="title")
             gr.Markdown("Turn photos and short clips into anime. Everything runs on this machine.", elem_id="subtitle")
             thumbs = self.thumbnails()
-            if thumbs:
-                with gr.Accordion("Styles: click one to use it", open=True):
-                    gallery = gr.Gallery(
-                        thumbs, show_label=False, columns=len(thumbs), fit_columns=False, height="auto",
-                        object_fit="cover", allow_preview=False, buttons=[], elem_classes="thumbs", elem_id="thumbs",
-                    )  # fmt: skip
+            gallery = _gallery(gr, thumbs) if thumbs else None
             with gr.Tab("Photo"):
-                with gr.Row():
-                    with gr.Column():
-                        photo = gr.Image(type="filepath", label=f"Photo (up to {self.max_upload_mb:g} MB)", sources=["upload", "clipboard", "webcam"], elem_id="photo")
-                        photo_note = gr.Markdown(elem_id="photo-note")
-                        style = gr.Dropdown(styles, value=styles[0], label="Style", elem_id="style")
-                        with gr.Row():
-                            face_mode = gr.Checkbox(label="Face mode (a square around the face)", elem_id="face")
-                            keep_colors = gr.Checkbox(label="Keep the photo's colours")
-                            fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="fast")
-                        output_size = gr.Radio(sizes, value=DEFAULT_SIZE, label="Output size", info=size_info + (
-                            " Face mode gives a square of that side."), elem_id="size")  # fmt: skip
-                        go = gr.Button("Stylize", variant="primary", elem_id="go")
-                    with gr.Column():
-                        compare = gr.ImageSlider(label="Before / after", type="pil", elem_id="compare")
-                        status = gr.Markdown(elem_id="status")
-                        download = gr.DownloadButton("Download", elem_id="download", interactive=False)
-
-                def on_photo_upload(payload):
-                    path, name = _uploaded(payload)
-                    try:
-                        return gr.skip(), _markdown(self.check_photo(path, name)), None, idle, ""
-                    except AnimeGANError as exc:
-                        return None, problem(exc, "Can't use this file."), None, idle, ""  # drop the file: no broken-image icon stays
-
-                def on_photo(payload, style_name, face, keep, size, quick, progress=gr.Progress()):
-                    path, name = _uploaded(payload)
-                    try:
-                        result = self.stylize_image(path, style_name, face, keep, size, quick, name=name, report=words(progress))
-                    except AnimeGANError as exc:
-                        return None, idle, problem(exc)
-                    return (result.before, result.after), gr.DownloadButton(value=result.file, interactive=True), _markdown(result.note)
-
-                photo.upload(
-                    on_photo_upload, photo, [photo, photo_note, compare, download, status], preprocess=False,
-                    concurrency_id="checks", concurrency_limit=2, api_visibility="private",
-                )  # fmt: skip
-                photo.clear(lambda: ("", None, idle, ""), None, [photo_note, compare, download, status], api_visibility="private")
-                # Clear first, so a failed run never leaves the previous result to download.
-                go.click(lambda: (None, idle, ""), None, [compare, download, status], queue=False, api_visibility="private").then(
-                    on_photo, [photo, style, face_mode, keep_colors, output_size, fast], [compare, download, status],
-                    preprocess=False, api_visibility="private",
-                )  # fmt: skip
+                style = self._photo_tab(page)
             with gr.Tab("Video"):
-                with gr.Row():
-                    with gr.Column():
-                        clip = gr.Video(label=f"Clip (up to {self.max_video_seconds:g} s, {self.max_upload_mb:g} MB)", sources=["upload"], elem_id="clip")
-                        clip_note = gr.Markdown(elem_id="clip-note")
-                        video_style = gr.Dropdown(styles, value=styles[0], label="Style", elem_id="video-style")
-                        video_size = gr.Radio(sizes, value=DEFAULT_SIZE, label="Output size", info=size_info, elem_id="video-size")
-                        video_fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="video-fast")
-                        go_video = gr.Button("Stylize clip", variant="primary", elem_id="go-video")
-                    with gr.Column():
-                        result = gr.Video(label="Anime clip", elem_id="result")
-                        video_status = gr.Markdown(elem_id="video-status")
-
-                def on_clip_upload(payload):
-                    path, name = _uploaded(payload)
-                    try:
-                        return gr.skip(), _markdown(self.check_clip(path, name))
-                    except AnimeGANError as exc:
-                        return None, problem(exc, "Can't use this file.")
-
-                def on_video(payload, style_name, size, quick, progress=gr.Progress()):
-                    path, name = _uploaded(payload)
-                    try:
-                        return self.stylize_video(path, style_name, size, quick, name=name, report=words(progress)), ""
-                    except AnimeGANError as exc:
-                        return None, problem(exc)
-
-                clip.upload(on_clip_upload, clip, [clip, clip_note], preprocess=False, concurrency_id="checks",
-                            concurrency_limit=2, api_visibility="private")  # fmt: skip
-                go_video.click(lambda: (None, ""), None, [result, video_status], queue=False, api_visibility="private").then(
-                    on_video, [clip, video_style, video_size, video_fast], [result, video_status], preprocess=False, api_visibility="private"
-                )  # fmt: skip
-            if thumbs:
-
-                def pick(evt):
-                    return thumbs[evt.index][1], thumbs[evt.index][1]
-
-                # Gradio passes the clicked item to a parameter typed SelectData; this module's
-                # postponed annotations would leave it the string "gr.SelectData".
-                pick.__annotations__["evt"] = gr.SelectData
-
-                gallery.select(pick, None, [style, video_style], queue=False, api_visibility="private")
-            with gr.Row(visible=False):
-                api_in = gr.File(type="filepath")
-                api_style = gr.Textbox()
-                api_size = gr.Textbox(value=DEFAULT_SIZE)
-                api_out = gr.File()
-                api_go = gr.Button()
-                api_go_video = gr.Button()
-            api_go.click(api(self.api_stylize), [api_in, api_style], api_out, api_name="stylize")
-            api_go_video.click(api(self.api_stylize_video), [api_in, api_style, api_size], api_out, api_name="stylize_video")
+                video_style = self._video_tab(page)
+            if gallery is not None:
+                _pick_on_click(gr, gallery, thumbs, [style, video_style])
+            self._api_endpoints(gr)
         app.queue(default_concurrency_limit=self.concurrency, max_size=self.queue_size)
         return app
+
+    def _photo_tab(self, page: _Page) -> Any:
+        """The Photo tab's controls and events; returns its style dropdown."""
+        gr, idle = page.gr, page.idle
+        with gr.Row():
+            with gr.Column():
+                photo = gr.Image(type="filepath", label=f"Photo (up to {self.max_upload_mb:g} MB)", sources=["upload", "clipboard", "webcam"], elem_id="photo")
+                photo_note = gr.Markdown(elem_id="photo-note")
+                style = gr.Dropdown(page.styles, value=page.styles[0], label="Style", elem_id="style")
+                with gr.Row():
+                    face_mode = gr.Checkbox(label="Face mode (a square around the face)", elem_id="face")
+                    keep_colors = gr.Checkbox(label="Keep the photo's colours")
+                    fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="fast")
+                output_size = gr.Radio(page.sizes, value=DEFAULT_SIZE, label="Output size", info=page.size_info + (
+                    " Face mode gives a square of that side."), elem_id="size")  # fmt: skip
+                go = gr.Button("Stylize", variant="primary", elem_id="go")
+            with gr.Column():
+                compare = gr.ImageSlider(label="Before / after", type="pil", elem_id="compare")
+                status = gr.Markdown(elem_id="status")
+                download = gr.DownloadButton("Download", elem_id="download", interactive=False)
+
+        def on_photo_upload(payload):
+            path, name = _uploaded(payload)
+            try:
+                return gr.skip(), _markdown(self.check_photo(path, name)), None, idle, ""
+            except AnimeGANError as exc:
+                return None, _problem(exc, "Can't use this file."), None, idle, ""  # drop the file: no broken-image icon stays
+
+        def on_photo(payload, style_name, face, keep, size, quick, progress=gr.Progress()):
+            path, name = _uploaded(payload)
+            try:
+                result = self.stylize_image(path, style_name, face, keep, size, quick, name=name, report=_words(progress))
+            except AnimeGANError as exc:
+                return None, idle, _problem(exc)
+            return (result.before, result.after), gr.DownloadButton(value=result.file, interactive=True), _markdown(result.note)
+
+        photo.upload(
+            on_photo_upload, photo, [photo, photo_note, compare, download, status], preprocess=False,
+            concurrency_id="checks", concurrency_limit=2, api_visibility="private",
+        )  # fmt: skip
+        photo.clear(lambda: ("", None, idle, ""), None, [photo_note, compare, download, status], api_visibility="private")
+        # Clear first, so a failed run never leaves the previous result to download.
+        go.click(lambda: (None, idle, ""), None, [compare, download, status], queue=False, api_visibility="private").then(
+            on_photo, [photo, style, face_mode, keep_colors, output_size, fast], [compare, download, status],
+            preprocess=False, api_visibility="private",
+        )  # fmt: skip
+        return style
+
+    def _video_tab(self, page: _Page) -> Any:
+        """The Video tab's controls and events; returns its style dropdown."""
+        gr = page.gr
+        with gr.Row():
+            with gr.Column():
+                clip = gr.Video(label=f"Clip (up to {self.max_video_seconds:g} s, {self.max_upload_mb:g} MB)", sources=["upload"], elem_id="clip")
+                clip_note = gr.Markdown(elem_id="clip-note")
+                video_style = gr.Dropdown(page.styles, value=page.styles[0], label="Style", elem_id="video-style")
+                video_size = gr.Radio(page.sizes, value=DEFAULT_SIZE, label="Output size", info=page.size_info, elem_id="video-size")
+                video_fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="video-fast")
+                go_video = gr.Button("Stylize clip", variant="primary", elem_id="go-video")
+            with gr.Column():
+                result = gr.Video(label="Anime clip", elem_id="result")
+                video_status = gr.Markdown(elem_id="video-status")
+
+        def on_clip_upload(payload):
+            path, name = _uploaded(payload)
+            try:
+                return gr.skip(), _markdown(self.check_clip(path, name))
+            except AnimeGANError as exc:
+                return None, _problem(exc, "Can't use this file.")
+
+        def on_video(payload, style_name, size, quick, progress=gr.Progress()):
+            path, name = _uploaded(payload)
+            try:
+                return self.stylize_video(path, style_name, size, quick, name=name, report=_words(progress)), ""
+            except AnimeGANError as exc:
+                return None, _problem(exc)
+
+        clip.upload(on_clip_upload, clip, [clip, clip_note], preprocess=False, concurrency_id="checks",
+                    concurrency_limit=2, api_visibility="private")  # fmt: skip
+        go_video.click(lambda: (None, ""), None, [result, video_status], queue=False, api_visibility="private").then(
+            on_video, [clip, video_style, video_size, video_fast], [result, video_status], preprocess=False, api_visibility="private"
+        )  # fmt: skip
+        return video_style
+
+    def _api_endpoints(self, gr) -> None:
+        """``/stylize`` and ``/stylize_video``, on hidden controls."""
+        with gr.Row(visible=False):
+            api_in = gr.File(type="filepath")
+            api_style = gr.Textbox()
+            api_size = gr.Textbox(value=DEFAULT_SIZE)
+            api_out = gr.File()
+            api_go = gr.Button()
+            api_go_video = gr.Button()
+        api_go.click(_api(gr, self.api_stylize), [api_in, api_style], api_out, api_name="stylize")
+        api_go_video.click(_api(gr, self.api_stylize_video), [api_in, api_style, api_size], api_out, api_name="stylize_video")
 
     def launch(self, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False, **kwargs: Any) -> None:
         """Build and serve the app until interrupted."""
