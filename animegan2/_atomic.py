@@ -15,7 +15,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from .errors import OutputExistsError
 
 _TEMP = re.compile(r"\..+\.animegan2-(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?")
 _WINDOWS_STALE_AFTER = 24 * 3600.0  # Windows cannot ask whether a PID lives without ctypes
@@ -111,3 +114,15 @@ def write_bytes_atomic(dest: str | os.PathLike, data: bytes, *, replace: bool = 
         publish(tmp, dest, replace=replace)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_output(dest: str | os.PathLike, data: bytes, *, replace: bool, exists: str, failed: Callable[[str], Exception]) -> None:
+    """:func:`write_bytes_atomic`, its failures raised as the library's errors: an existing
+    ``dest`` it must not replace is an :class:`OutputExistsError` with the message ``exists``,
+    any other :class:`OSError` the error ``failed(reason)`` returns."""
+    try:
+        write_bytes_atomic(dest, data, replace=replace)
+    except FileExistsError as exc:
+        raise OutputExistsError(exists) from exc
+    except OSError as exc:
+        raise failed(exc.strerror or str(exc)) from exc

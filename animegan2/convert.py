@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from ._atomic import write_bytes_atomic
+from ._atomic import write_output
 from .download import file_digests
-from .errors import CheckpointError, ConfigError, OutputExistsError
+from .errors import CheckpointError, ConfigError
 from .model import Generator
 from .model_v1 import GeneratorV1
 from .tfcheckpoint import TFCheckpoint
@@ -281,12 +281,13 @@ def save_weights(state: dict[str, Tensor], metadata: dict[str, str], out_path: s
         from safetensors.torch import save
 
         data = save(state, metadata=metadata)
-    try:
-        write_bytes_atomic(out, data, replace=overwrite)
-    except FileExistsError as exc:
-        raise OutputExistsError(f"{out} already exists; overwrite it or choose another name") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; check that its folder is writable and has room") from exc
+    write_output(
+        out,
+        data,
+        replace=overwrite,
+        exists=f"{out} already exists; overwrite it or choose another name",
+        failed=lambda reason: ConfigError(f"cannot write {out}: {reason}; check that its folder is writable and has room"),
+    )
     return out
 
 
