@@ -153,3 +153,4 @@ def write_bytes_atomic(dest: str | os.PathLike, data: bytes, *, replace: bool = 
         raise write_error(exc, dest) from exc
     finally:
         tmp.unlink(missing_ok=True)
+

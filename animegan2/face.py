@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .batch import BatchReport, skip_destination
 from .errors import ConfigError, FaceNotFoundError, MissingDependencyError, OutputExistsError, require
 from .imageio import DecodedImage, from_tensor, load_image, save_image, to_uint8
-from .stylize import BatchReport, Stylizer, failure_reason, skip_destination
+from .stylize import Stylizer
 
 ON_MISSING = ("error", "center")
 _DETECT_MAX_SIDE = 1024  # faces are found on a copy no larger than this: cascades scale badly
@@ -345,11 +346,6 @@ def paint_files(
             alpha = to_uint8(image.alpha) if image.alpha is not None and out.shape[:2] == image.pixels.shape[:2] else None
             save_image(DecodedImage(out, alpha, image.icc_profile, image.exif), dst, overwrite=overwrite)
             report.done.append((str(src), str(dst)))
-        except OutputExistsError as exc:  # another run wrote it since the check above
-            if skip_existing:
-                report.skipped.append((str(src), str(dst)))
-            else:
-                report.failed.append((str(src), failure_reason(exc), exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-            report.failed.append((str(src), failure_reason(exc), exc))
+            report.not_written(src, dst, exc, skip_existing=skip_existing)
     return report

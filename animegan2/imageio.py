@@ -48,7 +48,8 @@ FORMATS = {
     ".bmp": "BMP",
     ".gif": "GIF",
 }
-#: Suffixes treated as images when a folder is listed.
+#: Suffixes of the files read as photos (by :func:`load_image`) when a folder is listed; the
+#: trainer's data sets take these less GIF (``train.data.DATASET_SUFFIXES``).
 IMAGE_SUFFIXES = frozenset(FORMATS)
 _KEEPS_METADATA = {"PNG", "JPEG", "WEBP", "TIFF"}
 _KEEPS_ALPHA = {"PNG", "WEBP", "TIFF"}
@@ -354,8 +355,9 @@ def save_image(
 
 
 def to_tensor(pixels: np.ndarray, *, device: str | torch.device | None = None) -> Tensor:
-    """H x W x 3 or N x H x W x 3 pixels (``uint8``, ``uint16``, or float in [0, 1]) -> N x 3 x H x W
-    float32 in [-1, 1], as the original scripts scale (``x / 127.5 - 1`` for 8 bits).
+    """H x W x 3 or N x H x W x 3 RGB pixels (``uint8``, ``uint16``, or float in [0, 1]) -> N x 3 x H x W
+    RGB float32 in [-1, 1], as the original scripts scale (``x / 127.5 - 1`` for 8 bits). (The
+    trainer's OpenCV images are BGR: ``train.data.bgr_to_tensor``.)
 
     >>> to_tensor(np.array([[[0, 255, 51]]], np.uint8)).flatten().tolist()
     [-1.0, 1.0, -0.6000000238418579]

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .layerwise import run_layerwise
+from .resize import output_size
 
 MEMORY_MODES = ("normal", "low", "tiled")
 DEFAULT_MAX_MEMORY = "2GB"
@@ -120,9 +121,7 @@ def run_tiled(
     if tile % 4 or overlap % 4 or not 0 < overlap < tile:
         raise ConfigError(f"tile ({tile}) and overlap ({overlap}) must be multiples of 4 with 0 < overlap < tile")
     _, _, in_h, in_w = x.shape
-    h, w = in_h, in_w
-    if getattr(model, "upsample", "align_corners") != "align_corners":  # output: top-left 4*floor(n/4) pixels
-        h, w = 4 * (h // 4), 4 * (w // 4)
+    h, w = output_size(getattr(model, "upsample", "align_corners"), in_h, in_w)  # the top-left of the input
     device = next(model.parameters()).device
     rows, cols = _tile_starts(h, tile, tile - overlap), _tile_starts(w, tile, tile - overlap)
     out = torch.zeros(x.shape[0], 3, h, w)

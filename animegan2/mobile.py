@@ -27,10 +27,9 @@ from torch import Tensor, nn
 
 from .errors import ConfigError, require
 from .export import INPUT_NAME, OUTPUT_NAME, _check_generator, _Exportable, _write_atomic
-from .model import upsample2x
+from .model import MIN_SIDE, upsample2x
+from .resize import size_multiple
 
-#: The smallest side the dynamic-shape formats accept (see ``stylize.MIN_SIDE``).
-MIN_SIDE = 8
 #: The largest side the dynamic-shape formats are built for: Core ML sizes buffers when it
 #: runs, ExecuTorch plans its buffers for the largest input at export time.
 MAX_SIDE = {"coreml": 4096, "executorch": 1024}
@@ -79,8 +78,8 @@ def _module(model: nn.Module) -> nn.Module:
 
 
 def _dynamic_shapes(generator: nn.Module, max_side: int):
-    # tf/half_pixel double exact halves: their sides are multiples of 4 (pad as Stylizer does).
-    side = 4 if generator.upsample != "align_corners" else 1
+    # Sides run at the multiples the generator returns at their own size (Stylizer pads to them).
+    side = size_multiple(generator.upsample)
     h = torch.export.Dim("h", min=-(-MIN_SIDE // side), max=max_side // side)
     w = torch.export.Dim("w", min=-(-MIN_SIDE // side), max=max_side // side)
     return ({2: side * h if side > 1 else h, 3: side * w if side > 1 else w},)

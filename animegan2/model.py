@@ -23,8 +23,11 @@ from .resize import UPSAMPLE_MODES, resize_bilinear_tf, upsample2x, upsample2x_t
 # Below this many pixels per image the strip engine's per-layer overhead outweighs what it
 # saves (measured on 2 CPU cores: equal at 128x128 alone and 160x160 in batches of 4).
 LAYERWISE_MIN_PIXELS = 160 * 160
+#: The smallest side the generator accepts: two stride-2 convolutions leave H//4, and the
+#: 3x3 reflect padding that follows needs at least 2 rows (the Stylizer pads smaller images).
+MIN_SIDE = 8
 
-__all__ = ["LAYERWISE_MIN_PIXELS", "UPSAMPLE_MODES", "ConvNormLReLU", "Generator", "InvertedResBlock", "resize_bilinear_tf", "upsample2x", "upsample2x_tf"]
+__all__ = ["LAYERWISE_MIN_PIXELS", "MIN_SIDE", "UPSAMPLE_MODES", "ConvNormLReLU", "Generator", "InvertedResBlock", "resize_bilinear_tf", "upsample2x", "upsample2x_tf"]
 
 
 class ConvNormLReLU(nn.Sequential):

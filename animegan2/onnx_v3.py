@@ -25,7 +25,8 @@ from .errors import ConfigError, ImageError, WeightsError, require
 
 INPUT_NAME = "AnimeGANv3_input:0"
 OUTPUT_NAME = "generator_1/main/out_layer:0"
-MIN_SIDE = 256
+#: Sides under this are resized up to it to run the graph (as the authors' scripts do).
+MIN_WORKING_SIDE = 256
 FITS = ("pad", "resize")
 
 
@@ -57,8 +58,8 @@ def onnx_providers(device: str | torch.device) -> list:
 
 def _plan(side: int, multiple: int, fit: str) -> tuple[int, int]:
     """(side after resizing, side after padding) for one side of the input."""
-    if side < MIN_SIDE:
-        return MIN_SIDE, MIN_SIDE
+    if side < MIN_WORKING_SIDE:
+        return MIN_WORKING_SIDE, MIN_WORKING_SIDE
     if fit == "resize":
         return side - side % multiple, side - side % multiple
     return side, -(-side // multiple) * multiple

@@ -1,5 +1,6 @@
 """Bilinear resizing as the generator uses it: the TF1-legacy resize of the original
-graph (any size, and an exact 2x interleave) and the three 2x upsampling modes.
+graph (any size, and an exact 2x interleave), the three 2x upsampling modes, and the
+output size each mode gives the generator.
 
 This module depends on torch alone.
 """
@@ -58,6 +59,27 @@ def upsample2x(x: Tensor, mode: str, align_size: tuple[int, int]) -> Tensor:
     if mode == "align_corners":
         return F.interpolate(x, size=align_size, mode="bilinear", align_corners=True)
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def size_multiple(mode: str) -> int:
+    """The side multiple the generator returns at its own size in ``mode``: 4 for ``"tf"`` and
+    ``"half_pixel"`` (the two stride-2 convolutions halve, rounding down, and the upsamplings
+    double exactly), 1 for ``"align_corners"`` (it resizes to the input's size).
+
+    >>> size_multiple("tf"), size_multiple("align_corners")
+    (4, 1)
+    """
+    return 1 if mode == "align_corners" else 4
+
+
+def output_size(mode: str, height: int, width: int) -> tuple[int, int]:
+    """The generator's output size for a ``height`` x ``width`` input in ``mode``.
+
+    >>> output_size("tf", 257, 383), output_size("align_corners", 257, 383)
+    ((256, 380), (257, 383))
+    """
+    multiple = size_multiple(mode)
+    return multiple * (height // multiple), multiple * (width // multiple)
 
 
 def _lerp_half_into(out: Tensor, x: Tensor, dim: int) -> None:

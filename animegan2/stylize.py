@@ -5,8 +5,10 @@ the one-liner :func:`stylize`, and the file helpers :func:`stylize_file` / :func
 >>> anime = animegan2.stylize("photo.jpg", style="hayao")        # doctest: +SKIP
 >>> anime.save("anime.png")                                      # doctest: +SKIP
 
-The module itself is callable, so ``animegan2.stylize(...)`` works whether or not
-``animegan2.stylize`` was imported as a module first.
+The module itself is callable (:mod:`animegan2._callable`), so ``animegan2.stylize(...)``
+works whether or not ``animegan2.stylize`` was imported as a module first. The report and
+destination rules of runs over many files live in :mod:`animegan2.batch`, the colour
+transfer in :mod:`animegan2.color`; their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ import functools
 import logging
 import math
 import os
-import sys
-import types
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,28 +28,27 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from .errors import AnimeGANError, ConfigError, ImageError, OutputExistsError
+from ._callable import make_callable
+from .batch import BatchReport, failure_reason, same_file, skip_destination  # noqa: F401 - also imported from here
+from .color import transfer_chroma
+from .errors import ConfigError, ImageError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
+from .model import MIN_SIDE
 from .precision import LowPrecisionModel, Plan, choose, detect, normalize
+from .resize import size_multiple
 
 logger = logging.getLogger("animegan2")
 
 DEFAULT_WEIGHTS = "face_paint_512_v2"
 BACKENDS = ("torch", "onnxruntime")
-#: The smallest side the generator accepts: two stride-2 convolutions leave H//4, and the
-#: 3x3 reflect padding that follows needs at least 2 rows. Smaller images are padded.
-MIN_SIDE = 8
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
-# Y'UV (BT.601), as tf.image.rgb_to_yuv.
-_RGB_TO_YUV = torch.tensor(
-    [[0.299, 0.587, 0.114], [-0.14714119, -0.28886916, 0.43601035], [0.61497538, -0.51496512, -0.10001026]]
-)
-_YUV_TO_RGB = torch.linalg.inv(_RGB_TO_YUV.double()).float()
+#: The colour transfer's older name, kept importable (``keep_color`` is the Stylizer's option).
+keep_color = transfer_chroma
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -119,23 +117,6 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
 
 
-def keep_color(stylized: Tensor, original: Tensor) -> Tensor:
-    """Colour transfer: the luma (Y) of ``stylized`` with the chroma (U, V) of ``original``.
-
-    Both are N x 3 x H x W in [-1, 1] of the same size; the result is clipped to [-1, 1].
-
-    >>> grey = torch.zeros(1, 3, 1, 1); red = torch.tensor([0.4, -0.2, -0.2]).view(1, 3, 1, 1)
-    >>> [round(v, 4) for v in keep_color(grey, red).flatten().tolist()]  # grey's luma, red's chroma
-    [0.4206, -0.1794, -0.1794]
-    """
-    to_yuv = _RGB_TO_YUV.to(stylized.device)
-    yuv_s = torch.einsum("ij,njhw->nihw", to_yuv, (stylized.float() + 1) / 2)
-    yuv_o = torch.einsum("ij,njhw->nihw", to_yuv, (original.float() + 1) / 2)
-    mixed = torch.cat([yuv_s[:, :1], yuv_o[:, 1:]], dim=1)
-    rgb = torch.einsum("ij,njhw->nihw", _YUV_TO_RGB.to(stylized.device), mixed)
-    return (rgb * 2 - 1).clamp(-1, 1).to(stylized.dtype)
-
-
 def _split_array(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """H x W, H x W x 1, x 3 or x 4 -> (H x W x 3 pixels, alpha or None)."""
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
@@ -144,54 +125,6 @@ def _split_array(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return array[..., :3], (array[..., 3] if array.shape[2] == 4 else None)
     raise ImageError(f"expected an H x W x 3 (or x 1, x 4, or H x W) image array, got shape {array.shape}")
-
-
-def skip_destination(
-    src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *, overwrite: bool, skip_existing: bool
-) -> bool:
-    """Whether a job's existing destination is to be skipped (``skip_existing``); an existing
-    one is replaced only with ``overwrite`` and is an :class:`OutputExistsError` otherwise, as
-    is a destination that is its own source (also through a symbolic or hard link). Streams
-    always go ahead. Every writer checks again when it publishes the file (see ``_atomic``)."""
-    if not isinstance(dst, (str, os.PathLike)):
-        return False
-    if isinstance(src, (str, os.PathLike)) and same_file(src, dst):
-        raise OutputExistsError(f"{source_name(src)}: the output would replace its input; choose another name")
-    if os.path.lexists(dst):
-        if skip_existing:
-            return True
-        if not overwrite:
-            raise OutputExistsError(f"{source_name(dst)} already exists; overwrite it or skip existing outputs")
-    return False
-
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether ``a`` and ``b`` name one file: the same path, or links to one file."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return Path(a).resolve() == Path(b).resolve()
-
-
-@dataclass
-class BatchReport:
-    """What a run over many files did: ``done``/``skipped`` are (source, destination) pairs,
-    ``failed`` is (source, one-line reason, exception)."""
-
-    done: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, BaseException]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no file failed."""
-        return not self.failed
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The one-line reason a file failed, as batch reports list it: our own messages as they
-    are, anything else prefixed with its exception type."""
-    return str(exc) if isinstance(exc, AnimeGANError) else f"{type(exc).__name__}: {exc}"
 
 
 #: The Stylizer options that only shape images, not the model: :meth:`Stylizer.with_options`.
@@ -341,9 +274,8 @@ class Stylizer:
         """Run the generator on N x 3 x H x W in [-1, 1], padding to what the network needs and
         cropping back, in chunks of ``batch_size``."""
         h, w = x.shape[-2:]
-        ph, pw = max(h, MIN_SIDE), max(w, MIN_SIDE)
-        if getattr(self.model, "upsample", "align_corners") != "align_corners":
-            ph, pw = -(-ph // 4) * 4, -(-pw // 4) * 4
+        multiple = size_multiple(getattr(self.model, "upsample", "align_corners"))
+        ph, pw = (-(-max(side, MIN_SIDE) // multiple) * multiple for side in (h, w))
         outputs = []
         with torch.inference_mode():
             for chunk in x.split(self.batch_size):
@@ -370,7 +302,7 @@ class Stylizer:
             if self.restore_size:
                 y = _resize(y, (height, width))
             if self.keep_color:
-                y = keep_color(y, x if y.shape[-2:] == x.shape[-2:] else work)
+                y = transfer_chroma(y, x if y.shape[-2:] == x.shape[-2:] else work)
         return y
 
     def stylize_tensor(self, x: Tensor) -> Tensor:
@@ -462,7 +394,7 @@ class Stylizer:
                             continue
                         decoded.append((src, dst, load_image(src)))
                     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-                        report.failed.append((label, failure_reason(exc), exc))
+                        report.fail(src, exc)
                         bar.update()
                 if decoded:
                     self._stylize_and_save(decoded, report, bar, format, side_by_side, overwrite, skip_existing)
@@ -475,7 +407,7 @@ class Stylizer:
             results = self.stylize_decoded([image for _, _, image in items], [source_name(src) for src, _, _ in items])
         except Exception as exc:  # noqa: BLE001
             for src, _, _ in items:
-                report.failed.append((source_name(src), failure_reason(exc), exc))
+                report.fail(src, exc)
                 bar.update()
             return
         for (src, dst, image), result in zip(items, results):
@@ -484,13 +416,8 @@ class Stylizer:
                     result = _side_by_side(image, result)
                 save_image(result, dst, format=format, overwrite=overwrite)
                 report.done.append((source_name(src), source_name(dst)))
-            except OutputExistsError as exc:  # another run wrote it since the check above
-                if skip_existing:
-                    report.skipped.append((source_name(src), source_name(dst)))
-                else:
-                    report.failed.append((source_name(src), failure_reason(exc), exc))
-            except Exception as exc:  # noqa: BLE001
-                report.failed.append((source_name(src), failure_reason(exc), exc))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+                report.not_written(src, dst, exc, skip_existing=skip_existing)
             bar.update()
 
 
@@ -620,11 +547,5 @@ def stylize_dir(
     )
 
 
-class _CallableModule(types.ModuleType):
-    """Makes ``animegan2.stylize(...)`` the one-liner even after ``import animegan2.stylize``."""
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return stylize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# `import animegan2.stylize` gives the package's one-liner's name to this module: it must be callable.
+make_callable(__name__, "stylize")

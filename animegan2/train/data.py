@@ -25,9 +25,13 @@ from tqdm import tqdm
 
 from .._atomic import write_bytes_atomic
 from ..errors import ConfigError, ImageError, WriteError, require
+from ..imageio import IMAGE_SUFFIXES as _PHOTO_SUFFIXES
 from ..imageio import check_not_bomb
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+#: Suffixes of the images a data set folder holds: those read as photos elsewhere, less GIF
+#: (often animated; and OpenCV, which decodes the data sets as the original trainer does,
+#: reads GIF by default only from 4.12 on, while the ``train`` extra allows 4.5).
+DATASET_SUFFIXES = _PHOTO_SUFFIXES - {".gif"}
 CANNY_THRESHOLDS = (100, 200)
 SMOOTH_KERNEL = 5
 
@@ -51,7 +55,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES)
 
 
 def read_bgr(path: str | Path) -> np.ndarray:
@@ -277,8 +281,9 @@ def check_layout(root: str | Path, style: str) -> Layout:
     return Layout(found["train_photo"], found["style"], found["smooth"], val or found["train_photo"])
 
 
-def to_tensor(bgr: np.ndarray) -> torch.Tensor:
-    """HxWx3 BGR (uint8 or float, 0..255) -> 3xHxW RGB float tensor in [-1, 1] (no clipping)."""
+def bgr_to_tensor(bgr: np.ndarray) -> torch.Tensor:
+    """HxWx3 BGR (uint8 or float, 0..255), as OpenCV reads the training images like the original
+    trainer -> 3xHxW RGB float tensor in [-1, 1] (no clipping)."""
     rgb = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32)
     return torch.from_numpy(rgb).permute(2, 0, 1) / 127.5 - 1.0
 
@@ -321,8 +326,8 @@ class UnpairedDataset(torch.utils.data.Dataset):
         gray = cv2.cvtColor(anime, cv2.COLOR_BGR2GRAY)
         smooth_gray = cv2.cvtColor(smooth, cv2.COLOR_BGR2GRAY)
         return {
-            "photo": to_tensor(photo),
-            "anime": to_tensor(anime.astype(np.float32) + self.mean_bgr),
-            "anime_gray": to_tensor(np.repeat(gray[:, :, None], 3, axis=2)),
-            "smooth_gray": to_tensor(np.repeat(smooth_gray[:, :, None], 3, axis=2)),
+            "photo": bgr_to_tensor(photo),
+            "anime": bgr_to_tensor(anime.astype(np.float32) + self.mean_bgr),
+            "anime_gray": bgr_to_tensor(np.repeat(gray[:, :, None], 3, axis=2)),
+            "smooth_gray": bgr_to_tensor(np.repeat(smooth_gray[:, :, None], 3, axis=2)),
         }

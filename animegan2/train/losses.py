@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..color import RGB_TO_YUV
 from .presets import Preset
 
 _F = TypeVar("_F", bound=Callable)
@@ -40,14 +41,8 @@ def _full_precision(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-# tf.image.rgb_to_yuv's kernel: yuv = rgb @ _RGB_TO_YUV.
-_RGB_TO_YUV = torch.tensor(
-    [
-        [0.299, -0.14714119, 0.61497538],
-        [0.587, -0.28886916, -0.51496512],
-        [0.114, 0.43601035, -0.10001026],
-    ]
-)
+# tf.image.rgb_to_yuv's kernel, stored as TF stores it: yuv = rgb @ _YUV_KERNEL.
+_YUV_KERNEL = RGB_TO_YUV.T.contiguous()
 
 
 @_full_precision
@@ -82,7 +77,7 @@ def rgb_to_yuv(image: Tensor) -> Tensor:
     tensor([1., 0., 0.])
     """
     rgb = (image + 1.0) / 2.0
-    return torch.einsum("nchw,cd->ndhw", rgb, _RGB_TO_YUV.to(rgb))
+    return torch.einsum("nchw,cd->ndhw", rgb, _YUV_KERNEL.to(rgb))
 
 
 @_full_precision

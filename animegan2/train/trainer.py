@@ -422,7 +422,7 @@ def gan_step(g, d, vgg, batch, preset, opt_g, opt_d, stepper, autocast) -> dict[
 @torch.no_grad()
 def save_samples(g: nn.Module, photos: list[Path], size: int, path: Path, device: torch.device) -> None:
     """A grid with one row per validation photo: photo | G(photo)."""
-    x = torch.stack([data.to_tensor(data.load_training_image(p, size)) for p in photos]).to(device)
+    x = torch.stack([data.bgr_to_tensor(data.load_training_image(p, size)) for p in photos]).to(device)
     y = g(x).float()
     pairs = torch.cat([x, y], dim=3)  # side by side
     grid = torch.cat(list(pairs), dim=1)  # rows
