@@ -30,12 +30,12 @@ from torch import Tensor, nn
 
 from .errors import AnimeGANError, ConfigError, ImageError, OutputExistsError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
+from .manifest import DEFAULT_WEIGHTS
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
 from .precision import LowPrecisionModel, Plan, choose, detect, normalize
 
 logger = logging.getLogger("animegan2")
 
-DEFAULT_WEIGHTS = "face_paint_512_v2"
 BACKENDS = ("torch", "onnxruntime")
 #: The smallest side the generator accepts: two stride-2 convolutions leave H//4, and the
 #: 3x3 reflect padding that follows needs at least 2 rows. Smaller images are padded.

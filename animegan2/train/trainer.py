@@ -6,8 +6,9 @@ alone (``animegan2 train ...``) or under ``torchrun --nproc_per_node N`` (DDP; e
 reads its share of each epoch through a ``DistributedSampler``; rank 0 writes all files).
 ``--batch-size`` is per process.
 
-The generator trains with ``Generator()``'s defaults (``upsample="tf"``, layer-norm epsilon
-1e-12: the original trainer's numerics) unless ``--init-from`` weights say otherwise or the
+The generator trains with its architecture's native numerics (the registry's, in
+:mod:`animegan2.architectures`: the original trainer's ``upsample="tf"`` and layer-norm epsilon
+1e-12) unless ``--init-from`` weights say otherwise or the
 config sets ``upsample``/``norm_eps``. At the end of every epoch the generator is written to
 ``generators/epoch_NNN.safetensors`` (as the original's ``Saver(max_to_keep=epoch)`` kept
 every epoch) with both in its metadata, loadable wherever weights are; ``export`` copies one
@@ -38,11 +39,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .. import zoo
+from .. import architectures, zoo
 from .._atomic import write_bytes_atomic
 from ..convert import save_weights
 from ..errors import CheckpointError, ConfigError, TrainingError, require
-from ..model import UPSAMPLE_MODES, Generator
+from ..model import UPSAMPLE_MODES
 from . import data, losses
 from .discriminator import Discriminator
 from .initializers import init_generator_
@@ -55,6 +56,7 @@ CONFIG = "config.yaml"
 GENERATORS = "generators"
 AMP_MODES = ("auto", "fp16", "bf16", "off")
 _WEIGHTS = ("con", "sty", "col", "tv", "adv", "d_real", "d_fake", "d_gray", "d_smooth")
+_NATIVE = architectures.trained().native  # the generator's numerics unless a run sets its own
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -86,8 +88,8 @@ class TrainConfig:
     lr_d: float = _opt(4e-5, "discriminator learning rate")
     beta1: float = _opt(0.5, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
-    upsample: str | None = _opt(None, f"generator upsampling {'|'.join(UPSAMPLE_MODES)} (default tf)")
-    norm_eps: float | None = _opt(None, "generator layer-norm epsilon (default 1e-12)")
+    upsample: str | None = _opt(None, f"generator upsampling {'|'.join(UPSAMPLE_MODES)} (default {_NATIVE.upsample})")
+    norm_eps: float | None = _opt(None, f"generator layer-norm epsilon (default {_NATIVE.norm_eps!r})")
     w_con: float | None = _opt(None, "content weight (default: the preset's)")
     w_sty: float | None = _opt(None, "grayscale style weight")
     w_col: float | None = _opt(None, "colour weight")
@@ -454,7 +456,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     torch.manual_seed(cfg.seed)
 
     init_meta = None
-    g = init_generator_(Generator())
+    g = init_generator_(architectures.trained().build())
     if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress and master)
         g.load_state_dict(weights, strict=True)
@@ -565,7 +567,7 @@ def _metadata(cfg: dict[str, Any], step: int, epoch: int) -> dict[str, str]:
     """The safetensors metadata of a run's generator after ``step`` steps and ``epoch``
     completed epochs, as :func:`animegan2.zoo.load_generator` reads it."""
     return {
-        "architecture": "animeganv2",
+        "architecture": architectures.trained().id,
         "upsample": cfg["upsample"],
         "norm_eps": repr(cfg["norm_eps"]),
         "size": str(cfg["image_size"]),
