@@ -43,7 +43,7 @@ from .. import architectures, zoo
 from .._atomic import write_bytes_atomic
 from ..convert import save_weights
 from ..errors import CheckpointError, ConfigError, TrainingError, require
-from ..model import UPSAMPLE_MODES
+from ..model import UPSAMPLE_MODES, Generator  # noqa: F401 (trainer.Generator: the class it trains, for callers)
 from . import data, losses
 from .discriminator import Discriminator
 from .initializers import init_generator_
