@@ -31,11 +31,11 @@ def generator(
     check_hash: re-hash cached files before use; for plain URLs, check torch.hub's
         "name-<sha256 prefix>.ext" convention. Downloads are always verified against the manifest.
     """
-    from animegan2.model import Generator
+    from animegan2.architectures import ARCHITECTURES, DEFAULT
     from animegan2.zoo import DEFAULT_WEIGHTS, load_generator
 
     if pretrained is False or pretrained is None:
-        model = Generator(upsample=upsample or "tf", norm_eps=1e-12 if norm_eps is None else norm_eps)
+        model = ARCHITECTURES[DEFAULT].build(upsample, norm_eps)  # the original's numerics unless given
         return model.to(device).eval()
     weights = DEFAULT_WEIGHTS if pretrained is True else pretrained
     return load_generator(weights, device=device, upsample=upsample, norm_eps=norm_eps, progress=progress, check_hash=check_hash)

@@ -1,10 +1,10 @@
 """Original TensorFlow 1 AnimeGAN checkpoints -> PyTorch weights in the published layout.
 
-Each supported network is an :class:`Architecture`: the map from its PyTorch
-``state_dict`` keys to TF variable names under ``generator/G_MODEL/`` (with the kernel
-layout change), the module that defines the expected shapes, and the metadata its
-converted weights run with. :func:`detect_architecture` tells them apart by a variable
-only that network has; a new network is one more entry in :data:`ARCHITECTURES`.
+Each supported network is an :class:`~animegan2.architectures.Architecture` of the registry
+with a TF layout: the map from its PyTorch ``state_dict`` keys to TF variable names under
+``generator/G_MODEL/`` (with the kernel layout change), the module that defines the expected
+shapes, and the numerics its converted weights run with. :func:`detect_architecture` tells
+them apart by a variable only that network has; a new network is one more registry entry.
 
 >>> state, meta = convert_checkpoint("generator_Hayao_weight")       # doctest: +SKIP
 >>> save_weights(state, meta, "hayao.safetensors")                   # doctest: +SKIP
@@ -14,148 +14,26 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import __version__
 from ._atomic import write_bytes_atomic
+from .architectures import ARCHITECTURES as REGISTRY
+from .architectures import Architecture
 from .download import file_digests
 from .errors import CheckpointError, ConfigError, OutputExistsError
-from .model import Generator
-from .model_v1 import GeneratorV1
 from .tfcheckpoint import TFCheckpoint
 
 G_SCOPE = "generator/G_MODEL/"
 FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 
-# TF layout -> PyTorch layout, as a numpy transpose
-CONV = (3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
-DEPTHWISE = (2, 3, 0, 1)  # [kh, kw, C, 1] -> [C, 1, kh, kw]
-VECTOR = (0,)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A network the converter knows.
-
-    ``mapping()`` gives PyTorch key -> (TF name relative to ``generator/G_MODEL/``, transpose);
-    ``signature`` is a TF name (relative too) found in this network's checkpoints only;
-    ``build()`` returns a module whose ``state_dict`` gives the expected keys and shapes.
-    """
-
-    name: str
-    metadata_name: str
-    signature: str
-    mapping: Callable[[], dict[str, tuple[str, tuple[int, ...]]]]
-    build: Callable[[], nn.Module]
-    upsample: str = "tf"
-    norm_eps: str = "1e-12"
-
-
-def _v2_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
-    """AnimeGANv2 (DESIGN.md 2.2 -> 2.3)."""
-    mapping: dict[str, tuple[str, tuple[int, ...]]] = {}
-
-    def conv_norm(key: str, scope: str, conv: str, norm: str) -> None:
-        mapping[f"{key}.1.weight"] = (f"{scope}/{conv}/weights", CONV)
-        mapping[f"{key}.2.weight"] = (f"{scope}/{norm}/gamma", VECTOR)
-        mapping[f"{key}.2.bias"] = (f"{scope}/{norm}/beta", VECTOR)
-
-    def nth(name: str, i: int) -> str:
-        return name if i == 0 else f"{name}_{i}"
-
-    def plain_block(block: str, scope: str, count: int) -> None:
-        for i in range(count):
-            conv_norm(f"{block}.{i}", scope, nth("Conv", i), nth("LayerNorm", i))
-
-    plain_block("block_a", "A", 3)
-    plain_block("block_b", "B", 2)
-    conv_norm("block_c.0", "C", "Conv", "LayerNorm")
-    for k in range(1, 5):
-        key, scope = f"block_c.{k}.layers", f"C/r{k}"
-        conv_norm(f"{key}.0", scope, "Conv", "LayerNorm")
-        mapping[f"{key}.1.1.weight"] = (f"{scope}/r{k}/w", DEPTHWISE)
-        mapping[f"{key}.1.1.bias"] = (f"{scope}/r{k}/bias", VECTOR)
-        mapping[f"{key}.1.2.weight"] = (f"{scope}/1/gamma", VECTOR)
-        mapping[f"{key}.1.2.bias"] = (f"{scope}/1/beta", VECTOR)
-        mapping[f"{key}.2.weight"] = (f"{scope}/Conv_1/weights", CONV)
-        mapping[f"{key}.3.weight"] = (f"{scope}/2/gamma", VECTOR)
-        mapping[f"{key}.3.bias"] = (f"{scope}/2/beta", VECTOR)
-    conv_norm("block_c.5", "C", "Conv_1", "LayerNorm_1")
-    plain_block("block_d", "D", 2)
-    plain_block("block_e", "E", 3)
-    mapping["out_layer.0.weight"] = ("out_layer/Conv/weights", CONV)
-    return mapping
-
-
-def _v1_mapping() -> dict[str, tuple[str, tuple[int, ...]]]:
-    """AnimeGAN v1 (DESIGN.md 2.5). The original names its layers by TF1's default scope
-    numbering (``Conv``, ``Conv_1``, ..., ``SeparableConv2d_1``) in the order it creates them,
-    so the scopes are numbered here in that same order. It matters: b1's and b2's two
-    downsampling branches have equal shapes, and only the order tells them apart (the
-    stride-2 branch is created first, as the left operand of their sum)."""
-    mapping: dict[str, tuple[str, tuple[int, ...]]] = {}
-    created: Counter[tuple[str, str]] = Counter()
-
-    def new_scope(scope: str, base: str) -> str:
-        n = created[scope, base]
-        created[scope, base] += 1
-        return f"{scope}/{base}_{n}" if n else f"{scope}/{base}"
-
-    def norm(key: str, scope: str) -> None:
-        mapping[f"{key}.weight"] = (f"{scope}/gamma", VECTOR)
-        mapping[f"{key}.bias"] = (f"{scope}/beta", VECTOR)
-
-    def conv(key: str, scope: str) -> None:
-        mapping[f"{key}.1.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
-        norm(f"{key}.2", new_scope(scope, "InstanceNorm"))
-
-    def sep(key: str, scope: str) -> None:
-        sc = new_scope(scope, "SeparableConv2d")
-        mapping[f"{key}.1.weight"] = (f"{sc}/depthwise_weights", DEPTHWISE)
-        mapping[f"{key}.2.weight"] = (f"{sc}/pointwise_weights", CONV)
-        norm(f"{key}.3", f"{sc}/InstanceNorm")
-
-    conv("b1.0", "b1"), conv("b1.1", "b1"), sep("b1.2.strided", "b1"), sep("b1.2.resized.conv", "b1")
-    conv("b2.0", "b2"), sep("b2.1", "b2"), sep("b2.2.strided", "b2"), sep("b2.2.resized.conv", "b2")
-    conv("m.0", "m")
-    for k in range(1, 9):
-        key, scope = f"m.{k}.layers", f"m/r{k}"
-        conv(f"{key}.0", scope)
-        mapping[f"{key}.2.weight"] = (f"{scope}/r{k}/w", DEPTHWISE)
-        norm(f"{key}.3", f"{scope}/1")
-        mapping[f"{key}.5.weight"] = (new_scope(scope, "Conv") + "/weights", CONV)
-        norm(f"{key}.6", f"{scope}/2")
-    conv("m.9", "m")
-    sep("u2.0.conv", "u2"), sep("u2.1", "u2"), conv("u2.2", "u2")
-    sep("u1.0.conv", "u1"), conv("u1.1", "u1"), conv("u1.2", "u1")
-    mapping["out_layer.0.weight"] = ("Conv/weights", CONV)
-    return mapping
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "AnimeGANv2": Architecture(
-        name="AnimeGANv2",
-        metadata_name="animeganv2",
-        signature="C/r1/r1/w",
-        mapping=_v2_mapping,
-        build=Generator,
-    ),
-    "AnimeGAN v1": Architecture(
-        name="AnimeGAN v1",
-        metadata_name="animeganv1",
-        signature="b1/SeparableConv2d/depthwise_weights",
-        mapping=_v1_mapping,
-        build=GeneratorV1,
-        norm_eps="1e-5,1e-6",  # fixed by the architecture: conv blocks, separable convs
-    ),
-}
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in REGISTRY.values() if a.mapping is not None}
+"""The networks whose TF1 checkpoints convert, by name (from :mod:`animegan2.architectures`)."""
 
 
 def detect_architecture(names: Iterable[str]) -> str:
@@ -244,9 +122,8 @@ def convert_checkpoint(src: str | Path) -> tuple[dict[str, Tensor], dict[str, st
     files = ckpt.files()
     metadata = {
         "format": "pt",
-        "architecture": arch.metadata_name,
-        "upsample": arch.upsample,
-        "norm_eps": arch.norm_eps,
+        "architecture": arch.id,
+        **arch.native.record(),
         "source": ckpt.prefix.name,
         "source_sha256": json.dumps({f.name: file_digests(f)["sha256"] for f in files}),
         "converter": f"animegan2.convert {__version__}",

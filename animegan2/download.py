@@ -1,10 +1,11 @@
 """Fetching weight files into the cache: mirrors, retries, resume, verification, one lock.
 
-:func:`fetch` is the one function that owns the cache layout, the lock, the partial file,
-the resume, the verification and the atomic move; everything else here is a transport
-(HTTP with ``requests``, Hugging Face with ``huggingface_hub``, a local copy for imports)
-or a check. The environment is read in :func:`cache_dir`, :func:`is_offline`,
-:func:`_timeout` and :func:`_lock_timeout` only.
+:func:`fetch` is the one function that owns the lock, the partial file, the resume, the
+verification and the atomic move, in named steps (lock, transfer, verify, pin, move);
+everything else here is a transport (HTTP with ``requests``, Hugging Face with
+``huggingface_hub``, a local copy for imports), a check, or a name in the cache. The
+environment is read in :func:`cache_dir`, :func:`is_offline`, :func:`_timeout` and
+:func:`_lock_timeout` only.
 
 Every wait is bounded: a download must deliver each :data:`PROGRESS_BYTES` within
 ``ANIMEGAN2_TIMEOUT`` seconds (a trickling server cannot hold it open), never writes past
@@ -18,7 +19,10 @@ Cache layout under :func:`cache_dir`::
     <key>/<file>.part.hf/   huggingface_hub's working folder for an hf:// source
     <key>.lock              the entry's lock: N processes -> one download
     pins/<key>/<file>.sha256  the digest seen on first download of a file without a published one
-    converted/<entry>-<digest>.safetensors[.sha256]  TF conversions and their digests (see zoo)
+    converted/<entry>-<digest>.safetensors[.sha256]  TF conversions and their digests (see loading)
+
+Every path in it is named here (:func:`cached_path`, :func:`pin_path`, :func:`url_key`,
+:func:`converted_path`, :func:`lock_path`, :func:`digest_record`); other modules ask them.
 """
 
 from __future__ import annotations
@@ -207,6 +211,37 @@ def pin_path(key: str, name: str) -> Path:
     return inside(cache_dir(), "pins", *key.split("/"), name + ".sha256")
 
 
+def cached_path(key: str, name: str) -> Path:
+    """Where :func:`fetch` keeps the verified file ``name`` of ``key``."""
+    return inside(cache_dir(), *key.split("/"), name)
+
+
+def url_key(url: str) -> str:
+    """The cache key of a file fetched by its URL alone: ``urls/<hash of the URL>``."""
+    return "urls/" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def converted_path(key: str, files: Sequence[FileSpec]) -> Path:
+    """Where a conversion of the cached ``files`` of ``key`` is kept: named by ``key`` and
+    their digests (published, else pinned), so new sources never meet an old conversion."""
+    digests = []
+    for spec in files:
+        pin = pin_path(key, spec.name)
+        digests.append(spec.sha256 or spec.sha1_git or (pin.read_text().strip() if pin.exists() else ""))
+    digest = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
+    return inside(cache_dir(), "converted", f"{key}-{digest}.safetensors")
+
+
+def lock_path(path: Path) -> Path:
+    """The lock that guards writing ``path`` (a cache folder or file): ``<path>.lock``."""
+    return Path(str(path) + ".lock")
+
+
+def digest_record(path: Path) -> Path:
+    """Where the sha256 of a cached file we made ourselves is recorded: ``<path>.sha256``."""
+    return path.with_name(path.name + ".sha256")
+
+
 def verify_file(path: Path, spec: FileSpec, key: str, origin: str) -> None:
     """Check ``path`` against ``spec``'s size and digests (or its trust-on-first-use pin).
 
@@ -266,74 +301,95 @@ class _TooLarge(Exception):
     """The server sent more than the file may hold."""
 
 
+def _start_offset(part: Path, size: int | None, cap: int) -> int:
+    """How much of ``part`` a resumed download keeps (a partial over the cap is dropped), after
+    checking the disk has room for the rest."""
+    offset = part.stat().st_size if part.exists() else 0
+    if offset > cap:
+        part.unlink()
+        offset = 0
+    if size is not None and shutil.disk_usage(part.parent).free < size - offset:
+        raise disk_error(OSError(errno.ENOSPC, "no space"), part, size - offset)
+    return offset
+
+
+def _check_status(resp, part: Path, offset: int) -> bool:
+    """Sort the answer to a (Range) request into a retry, another mirror, or go; True when the
+    server resumes at ``offset``."""
+    status = resp.status_code
+    if status in (404, 410):
+        raise _NotFound(f"HTTP {status}")
+    if status == 416 and offset:
+        part.unlink()  # our partial is not a prefix of what the server has
+        raise _Retryable("HTTP 416 for the resumed range")
+    if status >= 500 or status == 429:
+        raise _Retryable(f"HTTP {status}")
+    if status >= 400:
+        raise _NotFound(f"HTTP {status}")
+    return status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+
+
+def _receive(resp, part: Path, offset: int, size: int | None, cap: int, progress: bool, label: str) -> None:
+    """Write the body of an accepted answer into ``part``: appended at ``offset`` when it
+    resumes there, from the first byte when ``offset`` is 0."""
+    from tqdm.auto import tqdm
+
+    length = resp.headers.get("Content-Length")
+    total = offset + int(length) if length and length.isdigit() else size
+    if total is not None and total > cap:
+        raise _TooLarge(f"the server announces {total:,}; not downloaded")
+    try:
+        with open(part, "ab" if offset else "wb") as fh, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
+        ) as bar:
+            _copy_body(resp, fh, cap - offset, bar)
+    except OSError as exc:
+        raise disk_error(exc, part, None if size is None else size - offset) from exc
+    got = part.stat().st_size
+    if size is not None and got < size:
+        raise _Retryable(f"connection closed after {got} of {size} bytes")
+
+
+def _back_off(url: str, failures: int, exc: Exception) -> None:
+    """Wait before retry number ``failures``, or give up after :data:`RETRIES` of them."""
+    if failures > RETRIES:
+        raise DownloadError(f"{url}: {exc} (gave up after {failures} attempts)") from exc
+    delay = min(BACKOFF * 2 ** (failures - 1), 30.0)
+    log.debug("retrying %s in %.1fs after: %s", url, delay, exc)
+    time.sleep(delay)
+
+
 def _http_get(url: str, part: Path, size: int | None, progress: bool, label: str) -> None:
     """Stream ``url`` into ``part``, resuming it with a Range request; retries transient failures.
     Never writes past ``size`` (or :data:`MAX_UNDECLARED_BYTES` when it is None)."""
     import requests
     import urllib3
-    from tqdm.auto import tqdm
 
     check_url(url)
-    failures = 0
+    transient = (
+        _Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+    )
     declared = "its declared size" if size is not None else "the limit for a file of unknown size"
     cap = size if size is not None else MAX_UNDECLARED_BYTES
+    failures = 0
     with requests.Session() as session:
         while True:
-            offset = part.stat().st_size if part.exists() else 0
-            if offset > cap:
-                part.unlink()
-                offset = 0
+            offset = _start_offset(part, size, cap)
             if size is not None and offset == size:
                 return
-            if size is not None and shutil.disk_usage(part.parent).free < size - offset:
-                raise disk_error(OSError(errno.ENOSPC, "no space"), part, size - offset)
-            headers = {"Accept-Encoding": "identity"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
+            headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
             try:
                 with _open(session, url, headers) as resp:
-                    if resp.status_code in (404, 410):
-                        raise _NotFound(f"HTTP {resp.status_code}")
-                    if resp.status_code == 416 and offset:
-                        part.unlink()  # our partial is not a prefix of what the server has
-                        raise _Retryable("HTTP 416 for the resumed range")
-                    if resp.status_code >= 500 or resp.status_code == 429:
-                        raise _Retryable(f"HTTP {resp.status_code}")
-                    if resp.status_code >= 400:
-                        raise _NotFound(f"HTTP {resp.status_code}")
-                    resumed = resp.status_code == 206 and resp.headers.get("Content-Range", "").startswith(
-                        f"bytes {offset}-"
-                    )
-                    if not resumed:
-                        offset = 0  # the server ignored the Range: start again from the first byte
-                    length = resp.headers.get("Content-Length")
-                    total = offset + int(length) if length and length.isdigit() else size
-                    if total is not None and total > cap:
-                        raise _TooLarge(f"the server announces {total:,}; not downloaded")
-                    try:
-                        with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                            total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
-                        ) as bar:
-                            _copy_body(resp, fh, cap - offset, bar)
-                    except OSError as exc:
-                        raise disk_error(exc, part, None if size is None else size - offset) from exc
-                got = part.stat().st_size
-                if size is not None and got < size:
-                    raise _Retryable(f"connection closed after {got} of {size} bytes")
+                    resumed = _check_status(resp, part, offset)  # else the server ignored the Range
+                    _receive(resp, part, offset if resumed else 0, size, cap, progress, label)
                 return
             except _TooLarge as exc:
                 part.unlink(missing_ok=True)
                 raise ChecksumError(f"{label} from {url}: expected at most {cap:,} bytes ({declared}), {exc}") from None
-            except (
-                _Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                urllib3.exceptions.HTTPError,
-            ) as exc:
+            except transient as exc:
                 failures += 1
-                if failures > RETRIES:
-                    raise DownloadError(f"{url}: {exc} (gave up after {failures} attempts)") from exc
-                delay = min(BACKOFF * 2 ** (failures - 1), 30.0)
-                log.debug("retrying %s in %.1fs after: %s", url, delay, exc)
-                time.sleep(delay)
+                _back_off(url, failures, exc)
 
 
 def _hf_get(url: str, part: Path) -> None:
@@ -406,6 +462,80 @@ def _run_check(check: Callable[[Path], None], paths: Mapping[str, Path]) -> None
         check(Path(tmp))
 
 
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
+        ) from exc
+
+
+def _missing(key: str, files: Sequence[FileSpec], final: Mapping[str, Path], check_hash: bool, importing: bool) -> list[FileSpec]:
+    """The files to fetch: absent ones, cached ones that fail verification (removed), or all
+    of them for an import."""
+    missing = []
+    for spec in files:
+        path = final[spec.name]
+        if not importing and path.exists():
+            if not check_hash:
+                continue
+            try:
+                verify_file(path, spec, key, f"the cache ({path})")
+                continue
+            except ChecksumError as exc:
+                log.warning("cached file altered, fetching it again: %s", exc)
+                path.unlink()
+        missing.append(spec)
+    return missing
+
+
+def _transfer_all(key: str, missing: Sequence[FileSpec], parts: Mapping[str, Path], progress: bool, sources: Mapping[str, Path] | None) -> None:
+    """Get every missing file, verified, into its partial file."""
+    try:
+        for spec in missing:
+            _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
+    except WeightsError:
+        if sources:  # a failed import leaves nothing; a download keeps its partials to resume
+            for part in parts.values():
+                part.unlink(missing_ok=True)
+        raise
+
+
+def _check_format(key: str, check: Callable[[Path], None], paths: Mapping[str, Path], parts: Mapping[str, Path]) -> None:
+    """Run the format's own integrity check; on failure the partial files go."""
+    try:
+        _run_check(check, paths)
+    except MissingDependencyError:
+        raise
+    except Exception as exc:
+        for part in parts.values():
+            part.unlink(missing_ok=True)
+        raise ChecksumError(f"{key}: the downloaded files fail their integrity check: {exc}") from exc
+
+
+def _pin(key: str, spec: FileSpec, part: Path) -> None:
+    """Record the sha256 of a file without a published digest, unless one is recorded already."""
+    pin = pin_path(key, spec.name)
+    digest = file_digests(part)["sha256"]
+    if not pin.exists():
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(pin, (digest + "\n").encode())
+        log.warning("no published digest for %s/%s: pinned sha256 %s on first use", key, spec.name, digest)
+
+
+def _pin_and_move(key: str, missing: Sequence[FileSpec], parts: Mapping[str, Path], final: Mapping[str, Path], folder: Path) -> None:
+    """Pin the files without a published digest, then move every partial file into place."""
+    try:
+        for spec in missing:
+            if not spec.has_digest:
+                _pin(key, spec, parts[spec.name])
+        for spec in missing:
+            os.replace(parts[spec.name], final[spec.name])
+    except OSError as exc:
+        raise disk_error(exc, Path(exc.filename or folder)) from exc
+
+
 def fetch(
     key: str,
     files: Sequence[FileSpec],
@@ -430,29 +560,11 @@ def fetch(
     >>> fetch("face_paint_512_v2", [FileSpec("w.pt", ("https://example.org/w.pt",))])  # doctest: +SKIP
     {'w.pt': PosixPath('/root/.cache/torch/hub/animegan2/face_paint_512_v2/w.pt')}
     """
-    root = cache_dir()
-    folder = inside(root, *key.split("/"))
+    folder = inside(cache_dir(), *key.split("/"))
     final = {spec.name: inside(folder, spec.name) for spec in files}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
-        ) from exc
-    with locked(Path(str(folder) + ".lock"), f"downloading {key}"):
-        missing = []
-        for spec in files:
-            path = final[spec.name]
-            if sources is None and path.exists():
-                if not check_hash:
-                    continue
-                try:
-                    verify_file(path, spec, key, f"the cache ({path})")
-                    continue
-                except ChecksumError as exc:
-                    log.warning("cached file altered, fetching it again: %s", exc)
-                    path.unlink()
-            missing.append(spec)
+    _make_folder(folder)
+    with locked(lock_path(folder), f"downloading {key}"):
+        missing = _missing(key, files, final, check_hash, sources is not None)
         if not missing:
             return final
         if sources is None and is_offline():
@@ -461,36 +573,8 @@ def fetch(
                 + (offline_hint or "Unset the variable to download it.")
             )
         parts = {spec.name: folder / (spec.name + ".part") for spec in missing}
-        try:
-            for spec in missing:
-                _fetch_one(spec, parts[spec.name], key, progress, [sources[spec.name]] if sources else spec.urls)
-        except WeightsError:
-            if sources:  # a failed import leaves nothing; a download keeps its partials to resume
-                for part in parts.values():
-                    part.unlink(missing_ok=True)
-            raise
-        unpinned = [spec for spec in missing if not spec.has_digest]
-        if unpinned:
-            if check is not None:
-                try:
-                    _run_check(check, {**final, **parts})
-                except MissingDependencyError:
-                    raise
-                except Exception as exc:
-                    for part in parts.values():
-                        part.unlink(missing_ok=True)
-                    raise ChecksumError(f"{key}: the downloaded files fail their integrity check: {exc}") from exc
-        try:
-            for spec in unpinned:
-                pin = pin_path(key, spec.name)
-                digest = file_digests(parts[spec.name])["sha256"]
-                if not pin.exists():
-                    pin.parent.mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(pin, (digest + "\n").encode())
-                    log.warning("no published digest for %s/%s: pinned sha256 %s on first use", key, spec.name, digest)
-            for spec in missing:
-                os.replace(parts[spec.name], final[spec.name])
-        except OSError as exc:
-            raise disk_error(exc, Path(exc.filename or folder)) from exc
+        _transfer_all(key, missing, parts, progress, sources)
+        if check is not None and any(not spec.has_digest for spec in missing):
+            _check_format(key, check, {**final, **parts}, parts)
+        _pin_and_move(key, missing, parts, final, folder)
         return final
-

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import __version__
+from . import __version__, architectures
 from ._atomic import write_bytes_atomic
 from .errors import ConfigError, ImageError, WeightsError, require
 from .model import Generator, upsample2x, upsample2x_tf
@@ -75,9 +75,12 @@ class _Exportable(nn.Module):
         return self.generator.forward_layers(x, upsample=self.upsample)
 
 
-def _check_generator(model: nn.Module) -> Generator:
-    if not isinstance(model, Generator):
-        raise ConfigError(f"only the AnimeGANv2 Generator exports, got {type(model).__name__}")
+def _check_generator(model: nn.Module, export: str = "onnx") -> Generator:
+    """``model``, if its architecture exports to ``export`` (the registry says which do)."""
+    arch = architectures.of(model)
+    if arch is None or export not in arch.exports:
+        names = " and ".join(architectures.supporting(export))
+        raise ConfigError(f"only the {names} Generator exports, got {type(model).__name__}")
     return model
 
 
@@ -170,7 +173,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, *, size: tuple
     The trace runs at ``size`` and works for any input size and batch; load it with
     ``torch.jit.load(path)`` (no animegan2 needed).
     """
-    generator = _check_generator(model)
+    generator = _check_generator(model, "torchscript")
     with torch.no_grad():
         traced = torch.jit.trace(_Exportable(generator.eval()), torch.zeros(1, 3, *size), check_trace=False)
     buffer = io.BytesIO()

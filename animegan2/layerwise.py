@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import architectures
 from ._memory import current_rss, peak_rss, trim_heap
 from .errors import ConfigError
 from .resize import resize_bilinear_tf
@@ -45,7 +46,6 @@ _MIN_STRIP_ROWS = 8  # keeps the halo (up to 6 rows) a small share of what a str
 # oneDNN's 1x1 convolutions round differently for different strip heights, so strips sized
 # from run-time state would give different bits in different processes.
 _TYPICAL_RESIDENT = 320 * 2**20
-_V2_PARTS = ("block_a", "block_b", "block_c", "block_d", "block_e", "out_layer", "upsample")
 
 
 def pooled_moments(counts: Tensor, means: Tensor, variances: Tensor) -> tuple[float, float]:
@@ -271,7 +271,8 @@ def _convs(block: nn.Module) -> list[_Conv]:
 
 
 def _n_passes(model: nn.Module) -> int:
-    return sum(len(_convs(getattr(model, name))) for name in _V2_PARTS[:5]) + 1
+    # one pass per normalised convolution, and one for the output layer
+    return sum(isinstance(m, nn.GroupNorm) for m in model.modules()) + 1
 
 
 class _LayerwiseRun:
@@ -458,10 +459,11 @@ def run_layerwise(
     >>> (run_layerwise(g, x, tile_rows=8) - g.forward_layers(x)).abs().max().item() < 1e-4
     True
     """
-    if not all(hasattr(model, name) for name in _V2_PARTS):
+    arch = architectures.of(model)
+    if arch is None or not arch.strip_engine:
         raise ConfigError(
-            f"memory='low' and the layer-by-layer run take AnimeGANv2 generators only, not "
-            f"{type(model).__name__}; use memory='tiled' for it"
+            f"memory='low' and the layer-by-layer run take {' and '.join(architectures.supporting('strip_engine'))} "
+            f"generators only, not {type(model).__name__}; use memory='tiled' for it"
         )
     outputs = []
     with torch.inference_mode(), contextlib.ExitStack() as stack:

@@ -204,13 +204,15 @@ def model_refusal(precision: str, model: nn.Module) -> str | None:
     """Why ``model`` cannot run in ``precision`` (whatever the device), or ``None`` if it can:
     bf16/fp16 need a PyTorch network (not a published ONNX graph), int8 the AnimeGANv2
     generator (it is exported to ONNX and quantized)."""
-    from .model import Generator
+    from . import architectures
 
     name = type(model).__name__
     if precision in ("bf16", "fp16") and next(model.parameters(), None) is None:
         return f"{name} runs as published, in float32: {precision} needs a PyTorch network; use precision 'exact'"
-    if precision == "int8" and not isinstance(model, Generator):
-        return f"int8 quantizes the AnimeGANv2 generator only, not {name}; use precision 'exact', 'bf16' or 'fast'"
+    arch = architectures.of(model)
+    if precision == "int8" and (arch is None or "onnx" not in arch.exports):  # int8 runs the quantized ONNX export
+        only = " and ".join(architectures.supporting("onnx"))
+        return f"int8 quantizes the {only} generator only, not {name}; use precision 'exact', 'bf16' or 'fast'"
     return None
 
 

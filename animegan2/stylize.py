@@ -33,6 +33,7 @@ from .batch import BatchReport, failure_reason, same_file, skip_destination  # n
 from .color import transfer_chroma
 from .errors import ConfigError, ImageError
 from .lowmem import DEFAULT_MAX_MEMORY, MEMORY_MODES, parse_memory, run_low_memory, run_tiled
+from .manifest import DEFAULT_WEIGHTS
 from .imageio import IMAGE_SUFFIXES, DecodedImage, decode_pil, from_tensor, load_image, save_image, source_name, to_tensor
 from .model import MIN_SIDE
 from .precision import LowPrecisionModel, Plan, choose, detect, normalize
@@ -40,7 +41,6 @@ from .resize import size_multiple
 
 logger = logging.getLogger("animegan2")
 
-DEFAULT_WEIGHTS = "face_paint_512_v2"
 BACKENDS = ("torch", "onnxruntime")
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,

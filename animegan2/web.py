@@ -214,9 +214,10 @@ class WebApp:
         from .stylize import resolve_device
 
         if not self.weights:
+            from .architectures import generators
             from .zoo import load_manifest
 
-            self.weights = [name for name, spec in load_manifest().items() if spec.architecture.startswith("animegan")]
+            self.weights = [name for name, spec in load_manifest().items() if spec.architecture in generators()]
         from .zoo import check_weights
 
         for weights in self.weights:

@@ -6,8 +6,9 @@ alone (``animegan2 train ...``) or under ``torchrun --nproc_per_node N`` (DDP; e
 reads its share of each epoch through a ``DistributedSampler``; rank 0 writes all files).
 ``--batch-size`` is per process.
 
-The generator trains with ``Generator()``'s defaults (``upsample="tf"``, layer-norm epsilon
-1e-12: the original trainer's numerics) unless ``--init-from`` weights say otherwise or the
+The generator trains with its architecture's native numerics (the registry's, in
+:mod:`animegan2.architectures`: the original trainer's ``upsample="tf"`` and layer-norm epsilon
+1e-12) unless ``--init-from`` weights say otherwise or the
 config sets ``upsample``/``norm_eps``; those numerics are the model's own record
 (:class:`GeneratorArgs`, kept in the checkpoint beside the settings, which ``train`` never
 changes). At the end of every epoch the generator is written to
@@ -42,11 +43,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .. import zoo
+from .. import architectures, zoo
 from .._atomic import write_bytes_atomic
 from ..convert import save_weights
 from ..errors import CheckpointError, ConfigError, TrainingError, require
-from ..model import UPSAMPLE_MODES, Generator
+from ..model import UPSAMPLE_MODES, Generator  # noqa: F401 (trainer.Generator: the class it trains, for callers)
 from . import data, losses
 from .discriminator import Discriminator
 from .initializers import init_generator_
@@ -59,6 +60,7 @@ CONFIG = "config.yaml"
 GENERATORS = "generators"
 AMP_MODES = ("auto", "fp16", "bf16", "off")
 _WEIGHTS = ("con", "sty", "col", "tv", "adv", "d_real", "d_fake", "d_gray", "d_smooth")
+_NATIVE = architectures.trained().native  # the generator's numerics unless a run sets its own
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -90,8 +92,8 @@ class TrainConfig:
     lr_d: float = _opt(4e-5, "discriminator learning rate")
     beta1: float = _opt(0.5, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
-    upsample: str | None = _opt(None, f"generator upsampling {'|'.join(UPSAMPLE_MODES)} (default tf)")
-    norm_eps: float | None = _opt(None, "generator layer-norm epsilon (default 1e-12)")
+    upsample: str | None = _opt(None, f"generator upsampling {'|'.join(UPSAMPLE_MODES)} (default {_NATIVE.upsample})")
+    norm_eps: float | None = _opt(None, f"generator layer-norm epsilon (default {_NATIVE.norm_eps!r})")
     w_con: float | None = _opt(None, "content weight (default: the preset's)")
     w_sty: float | None = _opt(None, "grayscale style weight")
     w_col: float | None = _opt(None, "colour weight")
@@ -482,9 +484,9 @@ class GeneratorArgs:
 
 def build_generator(cfg: TrainConfig, state: dict[str, Any] | None, *, progress: bool) -> tuple[Generator, GeneratorArgs]:
     """G as the original initialises it, or from ``--init-from`` weights (a new run only), with
-    its numerics: the config's, else those weights', else ``Generator()``'s defaults."""
+    its numerics: the config's, else those weights', else the architecture's native ones."""
     init_meta = None
-    g = init_generator_(Generator())
+    g = init_generator_(architectures.trained().build())
     if cfg.init_from and state is None:  # a resumed run's G comes from its checkpoint
         weights, init_meta = zoo.load_state_dict(cfg.init_from, progress=progress)
         g.load_state_dict(weights, strict=True)
