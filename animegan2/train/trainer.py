@@ -708,7 +708,7 @@ def _metadata(model_args: GeneratorArgs, cfg: dict[str, Any], step: int, epoch: 
     """The safetensors metadata of a run's generator after ``step`` steps and ``epoch``
     completed epochs, as :func:`animegan2.zoo.load_generator` reads it."""
     return {
-        "architecture": "animeganv2",
+        "architecture": architectures.trained().id,
         "upsample": model_args.upsample,
         "norm_eps": repr(model_args.norm_eps),
         "size": str(cfg["image_size"]),
