@@ -40,13 +40,14 @@ def _full_precision(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-# tf.image.rgb_to_yuv's kernel: yuv = rgb @ _RGB_TO_YUV.
+# tf.image.rgb_to_yuv's kernel: yuv = rgb @ _RGB_TO_YUV (float64: rgb_to_yuv casts it to rgb's dtype).
 _RGB_TO_YUV = torch.tensor(
     [
         [0.299, -0.14714119, 0.61497538],
         [0.587, -0.28886916, -0.51496512],
         [0.114, 0.43601035, -0.10001026],
-    ]
+    ],
+    dtype=torch.float64,
 )
 
 
