@@ -1,22 +1,34 @@
 """Step parity with the original TensorFlow trainer: one init step, then one D step and one
 G step, from the same weights on the same batch (``tests/tf_reference_train.py``), compared
-as losses, gradients and weights.
+as losses, gradients and weights -- both sides in float64.
 
-Tolerances. Both sides compute in float32 (eps 6e-8) in different summation orders.
-* Losses are means over <= 2e4 terms: rounding differences stay near 1e-6 relative
-  (measured <= 1e-6); 1e-4.
-* Gradients of the init and D steps: per tensor ||g - g_tf|| / ||g_tf|| measured <= 3e-6;
-  1e-4. The G step's gradient is ill-conditioned in float32: its adversarial part reaches
-  G nearly uniform and G's layer norms cancel most of it in backward, so our own float32
-  gradient differs from float64 by 4.7e-4 (measured on this batch), TF's likewise; measured
-  TF vs ours <= 1.3e-3 per tensor; 1e-2.
-* Weights, per tensor, 1e-4 relative, and each step's change 1e-3 relative -- on the
-  elements whose step float32 determines. The first step of TF's Adam moves a weight by
-  lr * g / (|g| + 3.2e-7), nearly lr * sign(g): where |g_tf| is within a few times the
-  gradient's own uncertainty |g - g_tf| or of 3.2e-7, the step can land anywhere in
-  +-lr. Those elements (measured: 23 of 2.1M in the init step, 1 of 1.1M in the D step,
-  3261 of 2.1M in the G step) are bounded by 2 lr per step instead, and their share is
-  asserted small. Measured on the rest: weights <= 2.6e-6, steps <= 1.3e-4.
+Why float64. The original's initialisation and this 32x32 batch make the steps ill-conditioned
+(the G step's adversarial gradient reaches G nearly uniform and G's layer norms cancel most of
+it in backward). In float32 (unit roundoff u32 = 6e-8) TF and PyTorch then part with their
+kernels' summation orders: with oneDNN's AVX2 kernels or TF's Eigen ones against AVX-512
+oneDNN, and this trainer in float32 against the float64 graph, losses were up to 7.1e-4 apart
+(1.2e4 u32), init and D-step gradients 5.2e-3 (8.7e4 u32), G-step gradients 9e-2 (1.5e6 u32),
+u 1.6e-4 (2.6e3 u32) (AMD EPYC Zen 5). Those amplifications belong to the problem, not to the
+kernels, so in float64 (u64 = 1.1e-16) the same rounding shrinks by u32 / u64 = 5e8; and
+oneDNN, which has no float64 kernels, takes no part on either side.
+
+Tolerances: each float32 amplification times u64, times 10, rounded up to a power of ten.
+* Losses: 1.2e4 u64 = 1.3e-12 -> 1e-10. Measured <= 4.1e-14 (d_total).
+* Gradients, per tensor ||g - g_tf|| / ||g_tf||: init and D steps 8.7e4 u64 = 9.6e-12 ->
+  1e-10, measured <= 5.2e-12 (D's first norm's beta: 4.7e4 u64, the float32 amplification
+  again); G step 1.5e6 u64 = 1.7e-10 -> 1e-8, measured <= 1.1e-13.
+* u: 2.6e3 u64 = 2.9e-13 -> 1e-11. Measured <= 1.6e-14.
+* Weights and steps, per element, from the gradients' difference: Adam's first step is a
+  function of g with slope <= lr / EPS_HAT, so two steps may differ by lr |g - g_tf| / EPS_HAT
+  plus a few ulps (``test_every_weight_and_update_matches_the_original``). In float32 that
+  slack is the whole step wherever |g| is within the gradient's uncertainty (thousands of G
+  elements), which the float32 test had to set aside; in float64 it pins every element down
+  (measured per tensor: steps <= 2.1e-10 relative, weights <= 6.8e-12).
+Measured at the native ISA, ONEDNN_MAX_CPU_ISA=AVX2 and TF_ENABLE_ONEDNN_OPTS=0 (identical
+bits), and with MKL_CBWR=COMPATIBLE (PyTorch's float64 convolutions in other summation
+orders; alike). What the bars catch: a float32 constant where the original has a decimal moves
+g_color by 1.8e-8 (a float32 colour matrix) or the losses and gradients by 1e-8 to 1e-7
+(LReLU's slope as 0.2f); Adam's epsilon 10% off breaks the step bound 5e5-fold.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from tests.reference_train import fake_caffe_layers
 
 pytestmark = pytest.mark.tf  # every test compares with the original trainer, run in TensorFlow
 SIZE, BATCH = 32, 2
-RTOL = 1e-4
+LOSS_RTOL, GRAD_RTOL, G_GRAD_RTOL, U_RTOL = 1e-10, 1e-10, 1e-8, 1e-11  # module docstring
 # D's layers as net/discriminator.py names its scopes -> index in Discriminator.layers.
 D_NAMES = {
     "conv_0": 0, "conv_s2_1": 2, "conv_s1_1": 4, "1_norm_1": 5, "conv_s2_2": 7, "conv_s1_2": 9,
@@ -77,10 +89,10 @@ def parity(tmp_path_factory):
     cfg = _config(tmp)
     preset = trainer.preset_of(cfg)
     rng = np.random.default_rng(7)
-    nhwc = {k: rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32) for k in ("real", "anime")}
-    gray = lambda x: np.repeat(x @ np.float32([0.299, 0.587, 0.114])[:, None], 3, axis=3)  # noqa: E731
+    nhwc = {k: rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)) for k in ("real", "anime")}
+    gray = lambda x: np.repeat(x @ np.array([0.299, 0.587, 0.114])[:, None], 3, axis=3)  # noqa: E731
     nhwc["anime_gray"] = gray(nhwc["anime"])
-    nhwc["anime_smooth"] = gray(rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32))
+    nhwc["anime_smooth"] = gray(rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)))
     layers = fake_caffe_layers(seed=3, widths=(8, 8, 16, 16))
     np.save(tmp / "vgg19.npy", layers, allow_pickle=True)
     weights = {"con": preset.con, "sty": preset.sty, "col": preset.col, "tv": preset.tv, "adv": preset.adv}
@@ -88,11 +100,11 @@ def parity(tmp_path_factory):
     tf_result = run_original_steps(nhwc, layers, weights, {"init": cfg.lr_init, "g": cfg.lr_g, "d": cfg.lr_d})
 
     torch.manual_seed(0)
-    g, d = Generator(upsample="tf", norm_eps=1e-12), Discriminator()
+    g, d = Generator(upsample="tf", norm_eps=1e-12).double(), Discriminator().double()
     g_state, d_state = tf_to_torch(tf_result.initial)
     g.load_state_dict(g_state, strict=True)
     d.load_state_dict(d_state, strict=True)
-    vgg = load_vgg19(tmp / "vgg19.npy")
+    vgg = load_vgg19(tmp / "vgg19.npy").double()
     betas = (cfg.beta1, cfg.beta2)
     opt_init, opt_g = TFAdam(g.parameters(), lr=cfg.lr_init, betas=betas), TFAdam(g.parameters(), lr=cfg.lr_g, betas=betas)
     opt_d = TFAdam(d.parameters(), lr=cfg.lr_d, betas=betas)
@@ -117,8 +129,7 @@ def parity(tmp_path_factory):
 
 
 def _relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    theirs = theirs.double()
-    return float((ours.double() - theirs).norm() / theirs.norm())
+    return float((ours - theirs).norm() / theirs.norm())
 
 
 def _compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -129,10 +140,10 @@ def _compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> 
 def test_losses_match_the_original(parity):
     tf_result, logged, *_ = parity
     for name, want in tf_result.losses.items():
-        assert logged[name] == pytest.approx(want, rel=RTOL), name
+        assert logged[name] == pytest.approx(want, rel=LOSS_RTOL), name
 
 
-@pytest.mark.parametrize(("step", "rtol"), [("init", RTOL), ("d", RTOL), ("g", 1e-2)])
+@pytest.mark.parametrize(("step", "rtol"), [("init", GRAD_RTOL), ("d", GRAD_RTOL), ("g", G_GRAD_RTOL)])
 def test_gradients_match_the_original(parity, step, rtol):
     tf_result, *_, grads = parity
     g_tf, d_tf = tf_to_torch(tf_result.grads[step])
@@ -141,55 +152,37 @@ def test_gradients_match_the_original(parity, step, rtol):
     assert errors[worst] < rtol, (worst, errors[worst])
 
 
-# TF's Adam moves a weight by lr * g / (|g| + EPS_HAT) in its first step (module docstring of
-# animegan2.train.optim), EPS_HAT = epsilon / sqrt(1 - beta2).
+# The first step of TF's Adam moves a weight by lr * g / (|g| + EPS_HAT) (module docstring of
+# animegan2.train.optim), EPS_HAT = epsilon / sqrt(1 - beta2): a function of g with slope <= lr / EPS_HAT.
 EPS_HAT = 1e-8 / (1 - 0.999) ** 0.5
-
-
-def _undetermined(parity, step: str) -> dict[str, torch.Tensor]:
-    """Elements whose first step float32 cannot pin down: |g_tf| <= 3 (|g - g_tf| + EPS_HAT),
-    a sign not certain or a step in the soft region where it follows |g| itself."""
-    tf_result, *_, grads = parity
-    g_tf, d_tf = tf_to_torch(tf_result.grads[step])
-    theirs = d_tf if step == "d" else g_tf
-    return {k: theirs[k].abs() <= 3 * ((grads[step][k] - theirs[k]).abs() + EPS_HAT) for k in grads[step]}
+U = 2.0**-53  # float64's unit roundoff
 
 
 @pytest.mark.parametrize("step", ["init", "d", "g"])
 def test_every_weight_and_update_matches_the_original(parity, step):
-    """Per tensor, on the elements whose step float32 determines: the weights after the step
-    within 1e-4 relative, the step itself (after - before) within 1e-3. The other elements
-    (asserted < 0.5% of a network) may differ by the most the steps so far move them, 2 lr each."""
-    tf_result, _, after_init, after_gan, _ = parity
+    """Per element: the step (after - before) within what the gradients' difference allows,
+    lr |g - g_tf| / EPS_HAT, plus both sides' rounding of the step and of the weight (a few
+    ulps of lr and of w); the weight after it within that plus its difference before."""
+    tf_result, _, after_init, after_gan, grads = parity
     cfg = _config()
     states = (tf_result.initial, tf_result.after_init, tf_result.after_d, tf_result.after_g)
     tf_initial, tf_init, tf_d, tf_g = (tf_to_torch(s) for s in states)
+    g_tf, d_tf = tf_to_torch(tf_result.grads[step])
     if step == "init":
-        ours_before, ours_after, tf_before, tf_after, lrs = tf_initial[0], after_init[0], tf_initial[0], tf_init[0], [cfg.lr_init]
+        ours_before, ours_after, tf_before, tf_after, lr = tf_initial[0], after_init[0], tf_initial[0], tf_init[0], cfg.lr_init
     elif step == "d":  # kernels and norms; u is checked after the G step
-        ours_before, tf_before, tf_after, lrs = after_init[1], tf_init[1], tf_d[1], [cfg.lr_d]
+        ours_before, tf_before, tf_after, lr = after_init[1], tf_init[1], tf_d[1], cfg.lr_d
         ours_after = {k: v for k, v in after_gan[1].items() if not k.endswith(".u")}
     else:
-        ours_before, ours_after, tf_before, tf_after, lrs = after_init[0], after_gan[0], tf_d[0], tf_g[0], [cfg.lr_init, cfg.lr_g]
-    step_mask = _undetermined(parity, step)
-    weight_mask = step_mask
-    if step == "g":  # the init step's undetermined elements carry their difference along
-        init_mask = _undetermined(parity, "init")
-        weight_mask = {k: m | init_mask[k] for k, m in step_mask.items()}
-    weight_errors, update_errors, loose = {}, {}, 0
+        ours_before, ours_after, tf_before, tf_after, lr = after_init[0], after_gan[0], tf_d[0], tf_g[0], cfg.lr_g
+    theirs = d_tf if step == "d" else g_tf
+    assert ours_after.keys() == theirs.keys()
     for key, after in ours_after.items():
-        keep = ~weight_mask[key]
-        weight_errors[key] = _relative(after[keep], tf_after[key][keep])
-        free = (after - tf_after[key]).abs()[weight_mask[key]]
-        assert free.numel() == 0 or free.max() <= 2 * sum(lrs) * (1 + 1e-3), key
-        keep = ~step_mask[key]
-        update_errors[key] = _relative((after - ours_before[key])[keep], (tf_after[key] - tf_before[key])[keep])
-        loose += int(weight_mask[key].sum())
-    worst = max(weight_errors, key=weight_errors.get)
-    assert weight_errors[worst] < RTOL, (worst, weight_errors[worst])
-    worst = max(update_errors, key=update_errors.get)
-    assert update_errors[worst] < 1e-3, (worst, update_errors[worst])
-    assert loose < 5e-3 * sum(v.numel() for v in ours_after.values())
+        slack = lr * (grads[step][key] - theirs[key]).abs() / EPS_HAT + 32 * U * (lr + after.abs())
+        step_error = ((after - ours_before[key]) - (tf_after[key] - tf_before[key])).abs()
+        assert (step_error <= slack).all(), (key, float((step_error / slack).max()))
+        before_error = (ours_before[key] - tf_before[key]).abs()
+        assert ((after - tf_after[key]).abs() <= before_error + slack).all(), key
 
 
 def test_spectral_norm_u_matches_the_original(parity):
@@ -198,7 +191,7 @@ def test_spectral_norm_u_matches_the_original(parity):
     ours = {k: v for k, v in after_gan[1].items() if k.endswith(".u")}
     errors = _compare(ours, {k: v for k, v in tf_to_torch(tf_result.after_g)[1].items() if k.endswith(".u")})
     worst = max(errors, key=errors.get)
-    assert errors[worst] < RTOL, (worst, errors[worst])
+    assert errors[worst] < U_RTOL, (worst, errors[worst])
 
 
 def test_each_step_changes_what_the_original_changes(parity):
@@ -207,10 +200,32 @@ def test_each_step_changes_what_the_original_changes(parity):
     tf_result, *_ = parity
     states = (tf_result.initial, tf_result.after_init, tf_result.after_d, tf_result.after_g)
     before, after_init, after_d, after_g = (tf_to_torch(s) for s in states)
-    assert min(_compare(after_init[0], before[0]).values()) > RTOL  # every G tensor, by ~lr_init 2e-4 or more
+    assert min(_compare(after_init[0], before[0]).values()) > 1e-4  # every G tensor, by ~lr_init 2e-4 or more
     assert all(torch.equal(after_init[1][k], before[1][k]) for k in before[1])
     assert min(_compare(after_d[1], after_init[1]).values()) > 1e-5  # every D tensor, by ~lr_d 4e-5 or more
     assert all(torch.equal(after_d[0][k], after_init[0][k]) for k in after_init[0])
     assert min(_compare(after_g[0], after_d[0]).values()) > 1e-5  # every G tensor, by ~lr_g 2e-5 or more
     u_moved = {k: v for k, v in _compare(after_g[1], after_d[1]).items() if k.endswith(".u") and k != "layers.15.u"}
-    assert min(u_moved.values()) > 10 * RTOL  # (D_logit's u has one entry: always +-1)
+    assert min(u_moved.values()) > 1e-3  # (D_logit's u has one entry: always +-1)
+
+
+def test_float64_stand_ins_compute_the_original_ops():
+    """The float64 graph writes out three ops that compute in float32 whatever their input
+    (tests/tf_reference*.py); they compute what those ops compute: the resize bit for bit and
+    the Huber mean up to summation order, both on float32 data, and the LReLU up to its slope."""
+    from tests.tf_reference import lrelu, tf, tf1, upsample2x_exact
+    from tests.tf_reference_train import huber_loss
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
+    y = rng.standard_normal((2, 5, 7, 3)).astype(np.float32) * 2
+    with tf1.Session(graph=tf.Graph()) as sess:
+        ops = {
+            "resize": (upsample2x_exact(tf.constant(x)), tf1.image.resize_images(x, [10, 14])),
+            "lrelu": (lrelu(tf.constant(x, tf.float64)), tf.nn.leaky_relu(tf.constant(x, tf.float64), 0.2)),
+            "huber": (huber_loss(tf.constant(x), tf.constant(y)), tf1.losses.huber_loss(x, y)),
+        }
+        out = sess.run(ops)
+    np.testing.assert_array_equal(out["resize"][0], out["resize"][1])
+    np.testing.assert_allclose(out["lrelu"][0], out["lrelu"][1], rtol=2e-8)  # the op's slope: 0.2 + 3e-9
+    assert out["huber"][0] == pytest.approx(out["huber"][1], rel=2 * x.size * 2**-24)  # two sums of x.size terms >= 0

@@ -4,7 +4,9 @@ Written from DESIGN.md 2.1/2.2 with the original variable names and ops: reflect
 VALID convs, ``tf.compat.v1.image.resize_images`` with its v1 defaults to (2H, 2W) taken
 from ``tf.shape``, and the ``tf.contrib.layers.layer_norm`` computation (``tf.nn.moments``
 over H, W, C, per-channel gamma/beta, ``tf.nn.batch_normalization`` with epsilon 1e-12).
-Checkpoints are written by ``tf.compat.v1.train.Saver`` in the published layout.
+The graph's float type is its variables' (``_Init``'s ``dtype``, float32 by default); in
+float64 the resize and the LReLU, whose ops compute in float32 whatever their input, are
+written out in float64. Checkpoints are written by ``tf.compat.v1.train.Saver`` in the published layout.
 """
 
 from __future__ import annotations
@@ -29,21 +31,23 @@ class _Init:
 
     Kernels feeding a layer norm get scales spread over two decades, so that some layers'
     variance is near 1e-4 and the norm's epsilon (1e-12 vs 1e-5) visibly changes the output.
+    ``dtype`` is the variables' (and so the graph's) float type.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, dtype: type = np.float32) -> None:
         self.rng = np.random.default_rng(seed)
+        self.dtype = dtype
 
     def conv(self, shape, gain=None, depthwise=False):
         fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
         gain = 10 ** self.rng.uniform(-2, 0) if gain is None else gain
-        return (self.rng.standard_normal(shape) * gain / np.sqrt(fan_in)).astype(np.float32)
+        return (self.rng.standard_normal(shape) * gain / np.sqrt(fan_in)).astype(self.dtype)
 
     def gamma(self, c):
-        return self.rng.uniform(0.5, 1.5, c).astype(np.float32)
+        return self.rng.uniform(0.5, 1.5, c).astype(self.dtype)
 
     def beta(self, c):
-        return self.rng.normal(0.0, 0.1, c).astype(np.float32)
+        return self.rng.normal(0.0, 0.1, c).astype(self.dtype)
 
 
 def _pad(x, top, bottom, left, right):
@@ -68,14 +72,18 @@ def layer_norm(x, init, scope=None):
     """``tf.contrib.layers.layer_norm`` with its defaults, as the original calls it."""
     channels = int(x.shape[-1])
     with tf1.variable_scope(scope, default_name="LayerNorm"):
-        beta = tf1.get_variable("beta", initializer=init.beta(channels))
-        gamma = tf1.get_variable("gamma", initializer=init.gamma(channels))
+        beta = tf1.get_variable("beta", dtype=x.dtype, initializer=init.beta(channels))
+        gamma = tf1.get_variable("gamma", dtype=x.dtype, initializer=init.gamma(channels))
         mean, variance = tf1.nn.moments(x, [1, 2, 3], keep_dims=True)
         return tf.nn.batch_normalization(x, mean, variance, offset=beta, scale=gamma, variance_epsilon=1e-12)
 
 
 def lrelu(x):
-    return tf.nn.leaky_relu(x, alpha=0.2)
+    if x.dtype == tf.float32:
+        return tf.nn.leaky_relu(x, alpha=0.2)
+    # The LeakyRelu op's alpha is a float32 attribute (0.2 + 3e-9); in x's dtype, as
+    # tf.nn.leaky_relu computed it before that op existed.
+    return tf.maximum(0.2 * x, x)
 
 
 def conv_norm_lrelu(x, init, filters, kernel_size=3, strides=1):
@@ -101,8 +109,21 @@ def inverted_res_block(x, init, output_dim, name):
 
 
 def upsample(x):
+    if x.dtype != tf.float32:
+        return upsample2x_exact(x)
     new_h, new_w = 2 * tf.shape(x)[1], 2 * tf.shape(x)[2]
     return tf1.image.resize_images(x, [new_h, new_w])
+
+
+def upsample2x_exact(x):
+    """``resize_images`` to (2H, 2W) in ``x``'s own dtype (ResizeBilinear computes and returns
+    float32 whatever its input). Its source coordinate is dst / 2: even outputs copy, odd ones
+    are a + (b - a) * 0.5 with the last neighbour clamped, along W and then along H."""
+    b, h, w, c = (tf.shape(x)[i] for i in range(4))
+    nxt = tf.concat([x[:, :, 1:], x[:, :, -1:]], 2)
+    x = tf.reshape(tf.stack([x, x + (nxt - x) * 0.5], 3), [b, h, 2 * w, c])
+    nxt = tf.concat([x[:, 1:], x[:, -1:]], 1)
+    return tf.reshape(tf.stack([x, x + (nxt - x) * 0.5], 2), [b, 2 * h, 2 * w, c])
 
 
 def generator(x, init):

@@ -10,6 +10,14 @@ anime, gray anime, G(photo), gray smooth in that order with shared variables; a 
 ``tf.constant`` layers from a ``vgg19.npy`` dict; the losses of ``ops.py``; three
 ``tf.train.AdamOptimizer(lr, beta1=0.5, beta2=0.999)``. A step is one ``sess.run`` per
 optimiser, as the original's loop does.
+
+It runs in float64 by default (``dtype``), so that it pins the formulas and not one set of
+float32 kernels. Then every constant is the float64 of its decimal, except the VGG means,
+which are the float32 values the original's float32 graph subtracts (and a float32 VGG
+buffer holds); Adam's hyperparameters are float64 tensors (a Python float would be made a
+float32 tensor first); the Huber loss is written out, as ``tf.losses.huber_loss`` computes
+it (its ``compute_weighted_loss`` casts to float32); the generator's float64 stand-ins are
+in ``tests/tf_reference.py``.
 """
 
 from __future__ import annotations
@@ -36,13 +44,13 @@ class OriginalInit(_Init):
         values = self.rng.standard_normal(int(np.prod(shape)))
         while np.any(bad := np.abs(values) > 2):  # TF's truncated normal re-draws beyond 2 sigma
             values[bad] = self.rng.standard_normal(int(bad.sum()))
-        return (values.reshape(shape) * std).astype(np.float32)
+        return (values.reshape(shape) * std).astype(self.dtype)
 
     def gamma(self, c):
-        return np.ones(c, np.float32)
+        return np.ones(c, self.dtype)
 
     def beta(self, c):
-        return np.zeros(c, np.float32)
+        return np.zeros(c, self.dtype)
 
 
 def _l2_norm(v, eps=1e-12):
@@ -56,7 +64,7 @@ def spectral_norm(w):
     # D step's four applications one after another on it: they see 1, 2, 3, 4 power iterations
     # and u leaves the run four on (a resource variable, and 8 inter-op threads, measured alike).
     u = tf1.get_variable(
-        "u", [1, w_shape[-1]], initializer=tf1.truncated_normal_initializer(), trainable=False, use_resource=False
+        "u", [1, w_shape[-1]], w.dtype, tf1.truncated_normal_initializer(), trainable=False, use_resource=False
     )
     v_hat = _l2_norm(tf.matmul(u, tf.transpose(w)))
     u_hat = _l2_norm(tf.matmul(v_hat, w))
@@ -73,7 +81,8 @@ def sn_conv(x, channels, stride, scope):
             x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
         else:  # (kernel - stride) is odd: pad_bottom = kernel - stride - pad = 0
             x = tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]])
-        w = tf1.get_variable("kernel", [3, 3, int(x.shape[-1]), channels], initializer=tf1.random_normal_initializer(0.0, 0.02))
+        shape = [3, 3, int(x.shape[-1]), channels]
+        w = tf1.get_variable("kernel", shape, x.dtype, tf1.random_normal_initializer(0.0, 0.02))
         return tf.nn.conv2d(x, spectral_norm(w), [1, stride, stride, 1], "VALID")
 
 
@@ -92,13 +101,14 @@ def discriminator(x, init, ch=64, n_dis=3, reuse=False):
 def vgg_conv4_4(rgb, layers):
     """``tools/vgg19.py`` ``Vgg19.build`` up to ``conv4_4_no_activation``."""
     red, green, blue = tf.split(((rgb + 1) / 2) * 255.0, 3, axis=3)
-    x = tf.concat([blue - VGG_MEAN[0], green - VGG_MEAN[1], red - VGG_MEAN[2]], axis=3)
+    mean = np.float32(VGG_MEAN).astype(rgb.dtype.as_numpy_dtype)
+    x = tf.concat([blue - mean[0], green - mean[1], red - mean[2]], axis=3)
     for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4)):
         if block > 1:
             x = tf.nn.max_pool2d(x, 2, 2, "SAME")
         for i in range(1, convs + 1):
-            w, b = layers[f"conv{block}_{i}"]
-            x = tf.nn.bias_add(tf.nn.conv2d(x, tf.constant(w), [1, 1, 1, 1], "SAME"), tf.constant(b))
+            w, b = (tf.constant(v, rgb.dtype) for v in layers[f"conv{block}_{i}"])
+            x = tf.nn.bias_add(tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME"), b)
             if (block, i) != (4, 4):
                 x = tf.nn.relu(x)
     return x
@@ -111,19 +121,25 @@ def _l1(x, y):
 def _gram(x):
     b, c = tf.shape(x)[0], tf.shape(x)[3]
     x = tf.reshape(x, [b, -1, c])
-    return tf.matmul(tf.transpose(x, [0, 2, 1]), x) / tf.cast(tf.size(x) // b, tf.float32)
+    return tf.matmul(tf.transpose(x, [0, 2, 1]), x) / tf.cast(tf.size(x) // b, x.dtype)
+
+
+def huber_loss(labels, predictions, delta=1.0):
+    """``tf.compat.v1.losses.huber_loss`` (weights 1: the mean), in the inputs' dtype."""
+    error = tf.abs(predictions - labels)
+    quadratic = tf.minimum(error, delta)
+    return tf.reduce_mean(0.5 * quadratic * quadratic + delta * (error - quadratic))
 
 
 def _color_loss(con, fake):
     con, fake = tf.image.rgb_to_yuv((con + 1.0) / 2.0), tf.image.rgb_to_yuv((fake + 1.0) / 2.0)
-    huber = tf1.losses.huber_loss
-    return _l1(con[..., 0], fake[..., 0]) + huber(con[..., 1], fake[..., 1]) + huber(con[..., 2], fake[..., 2])
+    return _l1(con[..., 0], fake[..., 0]) + huber_loss(con[..., 1], fake[..., 1]) + huber_loss(con[..., 2], fake[..., 2])
 
 
 def _tv_loss(x):
     dh = x[:, :-1, ...] - x[:, 1:, ...]
     dw = x[:, :, :-1, ...] - x[:, :, 1:, ...]
-    return tf.nn.l2_loss(dh) / tf.size(dh, out_type=tf.float32) + tf.nn.l2_loss(dw) / tf.size(dw, out_type=tf.float32)
+    return tf.nn.l2_loss(dh) / tf.size(dh, out_type=x.dtype) + tf.nn.l2_loss(dw) / tf.size(dw, out_type=x.dtype)
 
 
 @dataclass
@@ -140,17 +156,19 @@ class StepResult:
     grads: dict[str, dict[str, np.ndarray]]
 
 
-def run_original_steps(batch: dict[str, np.ndarray], vgg_layers, weights, lrs, seed: int = 0) -> StepResult:
-    """Build the original graph for ``batch`` (NHWC float32 ``real``, ``anime``, ``anime_gray``,
-    ``anime_smooth``: the gray smooth frame, as the original feeds it), run one init step,
-    then one D step and one G step. ``weights``: con, sty, col, tv, adv and (real, fake,
-    gray, smooth) D weights; ``lrs``: init, g, d."""
+def run_original_steps(
+    batch: dict[str, np.ndarray], vgg_layers, weights, lrs, seed: int = 0, dtype: type = np.float64
+) -> StepResult:
+    """Build the original graph in ``dtype`` for ``batch`` (NHWC ``real``, ``anime``,
+    ``anime_gray``, ``anime_smooth``: the gray smooth frame, as the original feeds it), run
+    one init step, then one D step and one G step. ``weights``: con, sty, col, tv, adv and
+    (real, fake, gray, smooth) D weights; ``lrs``: init, g, d."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
         shape = batch["real"].shape
-        real, anime, anime_smooth, anime_gray = (tf1.placeholder(tf.float32, shape) for _ in range(4))
-        init = OriginalInit(seed)
+        real, anime, anime_smooth, anime_gray = (tf1.placeholder(dtype, shape) for _ in range(4))
+        init = OriginalInit(seed, dtype)
         generated = generator(real, init)
         anime_logit = discriminator(anime, init)
         anime_gray_logit = discriminator(anime_gray, init, reuse=True)
@@ -180,8 +198,9 @@ def run_original_steps(batch: dict[str, np.ndarray], vgg_layers, weights, lrs, s
         d_vars = [v for v in t_vars if "discriminator" in v.name]
         # minimize() = compute_gradients() + apply_gradients(); split to fetch the gradients too.
         optims, grads = [], []
+        const = lambda value: tf.constant(value, dtype)  # noqa: E731
         for lr, loss, var_list in ((lrs["init"], init_loss, g_vars), (lrs["d"], d_loss, d_vars), (lrs["g"], g_loss, g_vars)):
-            adam = tf1.train.AdamOptimizer(lr, beta1=0.5, beta2=0.999)
+            adam = tf1.train.AdamOptimizer(const(lr), beta1=const(0.5), beta2=const(0.999), epsilon=const(1e-8))
             pairs = adam.compute_gradients(loss, var_list=var_list)
             optims.append(adam.apply_gradients(pairs))
             grads.append({v.name[:-2]: g for g, v in pairs})

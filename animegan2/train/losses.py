@@ -41,7 +41,7 @@ def _full_precision(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-# tf.image.rgb_to_yuv's kernel, stored as TF stores it: yuv = rgb @ _YUV_KERNEL.
+# tf.image.rgb_to_yuv's kernel, stored as TF stores it: yuv = rgb @ _YUV_KERNEL (float64; cast to rgb's dtype).
 _YUV_KERNEL = RGB_TO_YUV.T.contiguous()
 
 

@@ -350,7 +350,7 @@ class Stepper:
 
     def check(self, values: dict[str, Tensor]) -> dict[str, float]:
         """All-reduce the losses for the log and stop the run if any is NaN/inf."""
-        stacked = torch.stack([v.detach().float() for v in values.values()])
+        stacked = torch.stack([v.detach().to(torch.promote_types(v.dtype, torch.float32)) for v in values.values()])
         if self.world > 1:
             dist.all_reduce(stacked)
             stacked /= self.world
