@@ -4,9 +4,9 @@ Written from DESIGN.md 2.1/2.2 with the original variable names and ops: reflect
 VALID convs, ``tf.compat.v1.image.resize_images`` with its v1 defaults to (2H, 2W) taken
 from ``tf.shape``, and the ``tf.contrib.layers.layer_norm`` computation (``tf.nn.moments``
 over H, W, C, per-channel gamma/beta, ``tf.nn.batch_normalization`` with epsilon 1e-12).
-The graph's float type is its variables' (``_Init``'s ``dtype``, float32 by default); in
-float64 the resize and the LReLU, whose ops compute in float32 whatever their input, are
-written out in float64. Checkpoints are written by ``tf.compat.v1.train.Saver`` in the published layout.
+Checkpoints are written by ``tf.compat.v1.train.Saver`` in the published layout. The graph's
+float type is its variables' (``_Init``'s ``dtype``, float32 by default); in float64 the
+resize and the LReLU, whose ops compute in float32 whatever their input, are written out.
 """
 
 from __future__ import annotations
