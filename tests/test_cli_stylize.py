@@ -132,6 +132,7 @@ def test_debug_shows_the_traceback_of_each_failure(weights, tmp_path, capsys):
     assert "Traceback" in err and "animegan2.errors.ImageError" in err
 
 
+@pytest.mark.slow
 def test_scene_photos_through_the_cli(testdata, weights, tmp_path):
     photos = [str(testdata / "street.jpg"), str(testdata / "alley.jpg")]
     done = subprocess.run([sys.executable, "-m", "animegan2", "stylize"] + photos

@@ -19,6 +19,8 @@ from animegan2.convert import convert_checkpoint, save_weights
 from tests.conftest import REPO
 from tests.reference import ReferenceGenerator, random_state_dict
 
+pytestmark = pytest.mark.slow  # every test compares many fresh processes
+
 RUNS = 6
 TF_SIZES = ((256, 256),)  # the TF parity input that takes the strip engine
 PORT_SIZES = ((161, 203), (192, 160))  # odd and even, published-port layout, over LAYERWISE_MIN_PIXELS

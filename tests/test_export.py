@@ -82,6 +82,7 @@ def test_torchscript_matches_pytorch_at_another_size(state, tmp_path, mode):
     assert (got - want).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 def test_stylizer_onnxruntime_backend_matches_torch(weights, testdata):
     photo = np.asarray(Image.open(testdata / "face_a.jpg").reduce(8))  # 88 x 88
     torch_out = Stylizer(weights, device="cpu", progress=False).stylize_arrays([photo])[0]
@@ -91,6 +92,7 @@ def test_stylizer_onnxruntime_backend_matches_torch(weights, testdata):
     assert np.abs(ort_out.astype(int) - torch_out.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_int8_runs_reports_its_precision_and_stays_close(weights, testdata):
     with pytest.raises(ConfigError, match="precision 'int8' runs int8 on onnxruntime, not on backend 'torch'"):
         Stylizer(weights, device="cpu", progress=False, backend="torch", precision="int8")
@@ -106,6 +108,7 @@ def test_int8_runs_reports_its_precision_and_stays_close(weights, testdata):
     assert 20 < psnr < 100  # random weights: a loose sanity bound; the benchmark measures the real cost
 
 
+@pytest.mark.slow
 def test_cli_export_onnx_and_torchscript(weights, tmp_path, state, capsys):
     onnx_path, ts_path = tmp_path / "out" / "g.onnx", tmp_path / "g.pt"
     assert main(["export", "--onnx", str(onnx_path), "--weights", weights, "--dynamic", "--size", "32", "32", "--opset", "14"]) == 0
@@ -122,6 +125,7 @@ def test_cli_export_onnx_and_torchscript(weights, tmp_path, state, capsys):
     assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["g.onnx"]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_cli_stylize_says_which_precision_ran(weights, tmp_path, testdata, capsys):
     src = tmp_path / "small.png"
     Image.open(testdata / "face_b.jpg").reduce(8).save(src)

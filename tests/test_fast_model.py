@@ -41,6 +41,7 @@ def _pair(state, mode, eps):
     return ref.eval(), g.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["tf", "align_corners", "half_pixel"])
 @pytest.mark.parametrize("size", [(37, 51), (40, 33)])
 def test_fast_path_matches_reference_with_tf_epsilon(state, mode, size):
@@ -52,6 +53,7 @@ def test_fast_path_matches_reference_with_tf_epsilon(state, mode, size):
     assert (got - want).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["tf", "align_corners", "half_pixel"])
 def test_fast_path_in_many_strips_matches_reference(state, mode, monkeypatch):
     """Strips of the minimum 8 rows: every pass in several strips, with halos, the

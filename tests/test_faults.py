@@ -132,6 +132,7 @@ def test_a_file_written_meanwhile_by_another_run_is_not_replaced(photos, tmp_pat
     assert {p.name: p.read_bytes() for p in out.iterdir()} == other_run
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_write_each_name_once(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -166,6 +167,7 @@ def test_suffix_cannot_leave_the_output_folder(photos, weights, tmp_path, capsys
 # --- 8: signals, stale temporary files, --resume ---
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_leaves_no_temporary_file(photos, weights, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -200,6 +202,7 @@ def test_stale_temporary_files_of_dead_runs_are_removed_on_the_next_run(photos, 
     assert sorted(p.name for p in out.iterdir()) == sorted(["img0.png", "img1.png", "img2.png", running.name, mine.name])
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_before_the_first_checkpoint(dataset, tmp_path, monkeypatch, caplog):
     from animegan2.train import trainer
 
@@ -291,6 +294,7 @@ def test_animated_gif_says_only_its_first_frame_is_used(weights, tmp_path, capsy
     ) in capsys.readouterr().err.splitlines()
 
 
+@pytest.mark.slow
 def test_special_files_and_odd_names_are_reported_one_line_each(photos, weights, tmp_path, capsys):
     (tmp_path / "zero.png").symlink_to("/dev/zero")
     os.mkfifo(photos / "pipe.png")
@@ -320,6 +324,7 @@ def test_output_folder_that_is_a_file_fails_before_any_work(photos, weights, tmp
     assert afile.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_face_takes_folders_recursion_and_globs(photos, weights, tmp_path, capsys):
     (photos / "sub").mkdir()
     Image.new("RGB", (20, 20), (90, 90, 90)).save(photos / "sub" / "deep.png")

@@ -109,6 +109,7 @@ _CHILD = """
 """
 
 
+@pytest.mark.slow
 def test_low_memory_respects_budget():
     """448x448: module by module the process peaks well above 400 MiB (~590); low mode stays under it."""
     in_memory = _peak_rss_mib(_CHILD.format(call="with torch.inference_mode(): g.forward_layers(x)"))

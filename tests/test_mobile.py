@@ -38,6 +38,7 @@ def test_tf_upsampling_from_converter_ops_equals_the_interleave():
     assert (upsample2x_tf_ops(x) - upsample2x_tf(x)).abs().max().item() <= 4.8e-7  # 4 equal terms: 2 ulp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_executorch_matches_pytorch_at_two_sizes_with_one_dynamic_program(state, photos, tmp_path, mode):
     g = tf_generator(state, mode)
@@ -53,6 +54,7 @@ def test_executorch_matches_pytorch_at_two_sizes_with_one_dynamic_program(state,
     assert (meta["weights"], meta["upsample"], meta["norm_eps"]) == ("random", mode, "1e-12")
 
 
+@pytest.mark.slow
 def test_coreml_program_ops_io_and_metadata(state):
     g = tf_generator(state, "tf")
     ml = convert_coreml(g, size=(32, 32), precision="float16", metadata=export_metadata(g, "random", "test only"))

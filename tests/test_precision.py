@@ -152,6 +152,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 # +18 dB (measured 71.5-73.6). Both must hold the fast bar, 40 dB. int8 rounds activations
 # to 1/255 of their calibrated range: 40-43 dB on trained-like proxy weights (README), and
 # on these synthetic ones 36.8-41.0, so 35 here.
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "bar"), [("bf16", precision.FAST_MIN_PSNR), ("fp16", precision.FAST_MIN_PSNR), ("int8", 35.0)])
 def test_each_precision_keeps_its_psnr_on_real_photos(smooth_generator, photos, name, bar):
     exact = Stylizer(smooth_generator, device="cpu", progress=False)
@@ -164,6 +165,7 @@ def test_each_precision_keeps_its_psnr_on_real_photos(smooth_generator, photos, 
     assert min(scores) >= bar, scores
 
 
+@pytest.mark.slow
 def test_exact_stays_the_default_and_unchanged(smooth_generator, photos):
     x = photos[1]
     default, exact = Stylizer(smooth_generator, device="cpu"), Stylizer(smooth_generator, device="cpu", precision="exact")
@@ -207,6 +209,7 @@ def weights(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_says_which_path_ran_and_quiet_silences_it(weights, testdata, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(stylize_module, "detect", lambda device: AMX)
     src = tmp_path / "small.png"
@@ -224,6 +227,7 @@ def test_cli_says_which_path_ran_and_quiet_silences_it(weights, testdata, tmp_pa
     assert Image.open(tmp_path / "a.png").size == Image.open(src).size
 
 
+@pytest.mark.slow
 def test_cli_video_says_which_path_ran(weights, tmp_path, capsys, monkeypatch):
     from tests.clips import make_clip
 

@@ -32,6 +32,7 @@ def torchrun(*args):
     return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
 
 
+@pytest.mark.slow
 def test_torchrun_stylize_shards_a_folder(tmp_path, weights):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -56,6 +57,7 @@ def test_torchrun_stylize_shards_a_folder(tmp_path, weights):
         assert np.array_equal(two, one), i
 
 
+@pytest.mark.slow
 def test_torchrun_video_shards_the_clips(tmp_path, weights):
     clips = [tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"]
     for clip in clips:

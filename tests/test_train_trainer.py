@@ -90,6 +90,7 @@ def test_resume_is_bit_identical(dataset, tmp_path):
     assert {k: v for k, v in rows[1][0].items() if k != "seconds"} == {k: v for k, v in rows[0][0].items() if k != "seconds"}
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_with_the_combined_batch(dataset, tmp_path):
     """Two processes with batch 1 must compute the gradient of one process with batch 2. With
     every learning rate 0 no weight moves, so all 4 steps (2 init, 2 adversarial: all three

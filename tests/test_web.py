@@ -231,6 +231,7 @@ def test_default_size_answers_fast_says_how_to_get_full_size_and_reports_progres
     )
 
 
+@pytest.mark.slow
 def test_fast_toggle_runs_the_fast_path_prepared_once_and_says_which(app, testdata, monkeypatch):
     import animegan2.stylize
     from animegan2.precision import FAST_MIN_PSNR, Capabilities
@@ -250,6 +251,7 @@ def test_fast_toggle_runs_the_fast_path_prepared_once_and_says_which(app, testda
     assert app._stylizer("toon", True).model is not app._stylizer("toon").model
 
 
+@pytest.mark.slow
 def test_face_mode_gives_the_face_square_at_the_chosen_size(app, testdata):
     from animegan2.face import crop_face, detect_face
 
