@@ -108,7 +108,8 @@ def _quantize_litert(flatbuffer: bytes, precision: str) -> bytes:
         q.add_weight_only_config(".*", TFLOperationName.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
     else:  # dynamic range: int8 weights per output channel, inputs quantized as each op runs
         q.add_dynamic_config(".*", TFLOperationName.ALL_SUPPORTED, 8)
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints a size report
+    # It prints a size report and progress bars that its flags do not all silence.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return bytes(q.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
