@@ -8,7 +8,9 @@ choice is testable with any capabilities.
 
 >>> choose("fast", Capabilities(cpu_name="Xeon", avx2=True, avx512=True, avx512_bf16=True, amx_bf16=True, vnni=True)).precision
 'bf16'
->>> choose("fast", Capabilities(cpu_name="old", avx2=True, vnni=True, onnxruntime=True)).precision
+>>> choose("fast", Capabilities(cpu_name="Zen 5", avx2=True, avx512=True, avx512_bf16=True, vnni=True)).precision
+'bf16'
+>>> choose("fast", Capabilities(cpu_name="Ice Lake", avx2=True, avx512=True, vnni=True, onnxruntime=True)).precision
 'int8'
 """
 
@@ -127,12 +129,13 @@ def _fast(caps: Capabilities) -> list[tuple[str, str]]:
     candidates = []
     if caps.amx_bf16:
         candidates.append(("bf16", "AMX"))
-    if caps.vnni and caps.onnxruntime:
-        # Without AMX, ONNX Runtime's int8 on AVX-512 VNNI measured faster than bfloat16 on
-        # AVX-512 BF16 at 2 threads (0.29x against 0.33x of the baseline; README, "Precision").
-        candidates.append(("int8", "VNNI" + (", no AMX" if caps.avx512_bf16 else "")))
-    if caps.avx512_bf16 and not caps.amx_bf16:
+    elif caps.avx512_bf16:
+        # Measured on a quiet Zen 5 (AVX-512 BF16 and VNNI, no AMX), 512x512, 2 threads:
+        # bfloat16 0.24x of the baseline at 62 dB, ONNX Runtime's int8 0.32x at 41 dB
+        # (README, "Precision: exact and fast").
         candidates.append(("bf16", "AVX-512 BF16, no AMX"))
+    if caps.vnni and caps.onnxruntime:
+        candidates.append(("int8", "VNNI"))
     why = "no AMX, AVX-512 BF16 or VNNI"
     if caps.vnni and not caps.onnxruntime:
         why = "VNNI, but int8 needs ONNX Runtime: pip install 'animegan2[onnx]'"
@@ -160,7 +163,7 @@ def choose(requested: str, caps: Capabilities, backend: str | None = None, model
     """The path for ``requested`` (one of :data:`PRECISIONS` or an alias) on ``caps``.
 
     ``exact`` and ``fp32`` are the float32 default path; ``fast`` picks by the device
-    (fp16 on GPUs; bf16 with AMX; int8 with VNNI and ONNX Runtime; bf16 with AVX-512 BF16;
+    (fp16 on GPUs; bf16 with AMX or AVX-512 BF16; int8 with VNNI and ONNX Runtime;
     float32 otherwise), skipping what ``backend`` or ``model`` cannot run; an explicit
     precision the device, ``backend`` (``"torch"``/``"onnxruntime"``) or ``model`` cannot
     run is a :class:`ConfigError`.
@@ -172,7 +175,7 @@ def choose(requested: str, caps: Capabilities, backend: str | None = None, model
         skipped = ""
         for precision, reason in _fast(caps):
             if _backend_refusal(requested, precision, backend):
-                skipped = skipped or f"backend {backend} runs float32 only"
+                skipped = skipped or f"{_LONG_NAMES[precision]} runs on {_runs_on(precision)}, not on backend {backend}"
             elif model is not None and model_refusal(precision, model):
                 skipped = skipped or f"{type(model).__name__} runs in float32 only"
             else:

@@ -11,6 +11,7 @@ The module itself is callable, so ``animegan2.stylize(...)`` works whether or no
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -193,6 +194,10 @@ def failure_reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, AnimeGANError) else f"{type(exc).__name__}: {exc}"
 
 
+#: The Stylizer options that only shape images, not the model: :meth:`Stylizer.with_options`.
+_IMAGE_OPTIONS = ("size", "max_pixels", "x32", "keep_color", "batch_size", "progress", "restore_size")
+
+
 class Stylizer:
     """Turns images into anime with one generator.
 
@@ -250,16 +255,12 @@ class Stylizer:
         memory: str = "normal",
         max_memory: int | str | None = None,
     ) -> None:
-        if size is not None and size < 1:
-            raise ConfigError(f"size must be a positive number of pixels, got {size}")
-        if max_pixels is not None and max_pixels < 1:
-            raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+        self._set_options(size=size, max_pixels=max_pixels, x32=x32, keep_color=keep_color, batch_size=batch_size,
+                          progress=progress, restore_size=restore_size)  # fmt: skip
         if memory not in MEMORY_MODES:
             raise ConfigError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}")
         self.memory = memory
         self.max_memory = parse_memory(max_memory or DEFAULT_MAX_MEMORY)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
         precision = _precision_with_dtype(precision, dtype)
         if backend is not None and backend not in BACKENDS:
@@ -288,9 +289,34 @@ class Stylizer:
         elif self.plan.precision in ("bf16", "fp16"):
             self.model = LowPrecisionModel(self.model, self.plan.precision)
         self.backend, self.precision = self.plan.backend, self.plan.name
-        self.size, self.max_pixels, self.x32 = size, max_pixels, x32
-        self.keep_color, self.batch_size, self.progress = keep_color, batch_size, progress
-        self.restore_size = restore_size
+
+    def _set_options(self, *, size: int | None, max_pixels: int | None, batch_size: int, **flags: bool) -> None:
+        if size is not None and size < 1:
+            raise ConfigError(f"size must be a positive number of pixels, got {size}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.size, self.max_pixels, self.batch_size = size, max_pixels, batch_size
+        self.x32, self.keep_color = flags["x32"], flags["keep_color"]
+        self.progress, self.restore_size = flags["progress"], flags["restore_size"]
+
+    def with_options(self, **options: Any) -> Stylizer:
+        """A Stylizer that shares this one's prepared model and precision (no reload, no
+        re-calibration) with other image options: ``size``, ``max_pixels``, ``x32``,
+        ``keep_color``, ``batch_size``, ``progress``, ``restore_size``.
+
+        >>> s = Stylizer(torch.nn.Identity(), device="cpu")
+        >>> s.with_options(size=256).working_size(512, 1024), s.size
+        ((128, 256), None)
+        """
+        current = {name: getattr(self, name) for name in _IMAGE_OPTIONS}
+        unknown = set(options) - set(current)
+        if unknown:
+            raise ConfigError(f"with_options takes {', '.join(_IMAGE_OPTIONS)}; not {', '.join(sorted(unknown))}")
+        variant = copy.copy(self)
+        variant._set_options(**{**current, **options})
+        return variant
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) an image is stylized at: ``size`` (long side), then the

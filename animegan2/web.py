@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import AnimeGANError, ConfigError, FaceNotFoundError, ImageError, VideoError, require
 from .imageio import IMAGE_SUFFIXES, DecodedImage, load_image
+from .stylize import Stylizer
 
 if TYPE_CHECKING:
     from .video import ClipInfo
@@ -44,6 +45,8 @@ SAME_AS_INPUT = OUTPUT_SIZES[-1]
 DEFAULT_SIZE = "512"
 THUMBNAIL_SIZE = 192
 PHOTO_TYPES = "JPEG, PNG, WebP, TIFF, BMP or GIF"
+FAST_LABEL = "Fast"
+FAST_INFO = "Lower precision where this machine has it: quicker, nearly the same picture."
 #: What a progress callback gets: the fraction done (``None``: unknown) and a sentence for people.
 Report = Callable[[float | None, str], None]
 
@@ -89,6 +92,11 @@ def _file_part(text: str) -> str:
 def _markdown(text: str) -> str:
     """``text`` shown literally in a Markdown block (file names may hold ``*`` or ``_``)."""
     return re.sub(r"([\\`*_{}\[\]()#+!|<>~])", r"\\\1", text)
+
+
+def _fast_note(stylizer: Stylizer, fast: bool) -> str:
+    """`` with bfloat16 on torch (cpu; fast: AVX-512 BF16)`` when the page asked for fast."""
+    return f" with {stylizer.plan.describe()}" if fast else ""
 
 
 def _uploaded(payload: Any) -> tuple[str | None, str]:
@@ -162,6 +170,7 @@ class WebApp:
             raise ConfigError("two --weights share a name; rename one of the files")
         self.device = str(resolve_device(self.device))
         self._models: dict[str, nn.Module] = {}
+        self._prepared: dict[tuple[str, bool], Stylizer] = {}
         self._lock = threading.Lock()
         self._outdir = Path(tempfile.mkdtemp(prefix="animegan2-web-"))
 
@@ -178,16 +187,32 @@ class WebApp:
                 self._models[style] = load_generator(self.styles[style], device=self.device, progress=self.progress)
             return self._models[style]
 
-    def _stylizer(self, model: nn.Module, *, size: int | None = None, keep_color: bool = False, **options: Any):
-        """The one place the page's choices become a :class:`~animegan2.stylize.Stylizer`."""
-        from .stylize import Stylizer
+    def _stylizer(self, style: str, fast: bool = False, **options: Any) -> Stylizer:
+        """The one place the page's choices become a :class:`~animegan2.stylize.Stylizer`.
 
-        return Stylizer(model, device=self.device, size=size, max_pixels=self.max_pixels, keep_color=keep_color,
-                        progress=False, **options)  # fmt: skip
+        The model behind it is prepared once per (style, fast) and shared by every request:
+        for ``fast`` that is a bfloat16 copy or an int8 session, calibrated once (on the
+        ``examples`` photos when given, else on the first photo stylized)."""
+        model = self.model(style)
+        with self._lock:
+            if (style, fast) not in self._prepared:
+                self._prepared[style, fast] = Stylizer(
+                    model, device=self.device, precision="fast" if fast else "exact", calibration=self._calibration(),
+                    max_pixels=self.max_pixels, progress=False,
+                )  # fmt: skip
+            return self._prepared[style, fast].with_options(**options)
+
+    def _calibration(self) -> list[Path] | None:
+        return self._example_photos()[:4] or None
+
+    def _example_photos(self) -> list[Path]:
+        if self.examples is None:
+            return []
+        return sorted(p for p in Path(self.examples).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
     def _capped(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) an image of this size is stylized at under ``max_pixels``."""
-        return self._stylizer(nn.Identity()).working_size(height, width)
+        return Stylizer(nn.Identity(), device="cpu", max_pixels=self.max_pixels).working_size(height, width)
 
     def _present(self, weights: str) -> bool:
         if Path(weights).exists():
@@ -244,6 +269,7 @@ class WebApp:
         face_mode: bool = False,
         keep_colors: bool = False,
         output_size: str = DEFAULT_SIZE,
+        fast: bool = False,
         *,
         name: str = "",
         restore_size: bool = False,
@@ -252,8 +278,9 @@ class WebApp:
         """Stylize an uploaded file at ``output_size`` (the long side, never above the photo's own).
 
         Face mode gives the face's square at that side ("Same as input": at the photo's own
-        resolution). ``restore_size`` scales the result back to the photo's size when
-        ``max_pixels`` reduced it; ``report`` hears what is happening, in words.
+        resolution). ``fast`` runs ``precision="fast"`` (the note says which path ran).
+        ``restore_size`` scales the result back to the photo's size when ``max_pixels``
+        reduced it; ``report`` hears what is happening, in words.
         """
         file = self._check_upload(path, "a photo", name)
         name = name or file.name
@@ -271,7 +298,7 @@ class WebApp:
             photo, long_side, what = crop_face(photo, face, size=long_side).image, None, "the face"
         report(0.2, f"Loading the {style} style")
         size = long_side if long_side and long_side < max(photo.size) else None
-        stylizer = self._stylizer(self.model(style), size=size, keep_color=keep_colors, restore_size=restore_size)
+        stylizer = self._stylizer(style, fast, size=size, keep_color=keep_colors, restore_size=restore_size)
         h, w = stylizer.working_size(photo.height, photo.width)
         report(0.3, f"Stylizing {what} at {w}x{h} pixels")
         started = time.perf_counter()
@@ -280,7 +307,7 @@ class WebApp:
         report(0.95, "Saving the PNG")
         out = self._output(name, style, ".png")
         anime.save(out, format="PNG")
-        note = f"Done in {seconds:.1f} s: {what}, {anime.width}x{anime.height} pixels."
+        note = f"Done in {seconds:.1f} s{_fast_note(stylizer, fast)}: {what}, {anime.width}x{anime.height} pixels."
         full_h, full_w = self._capped(photo.height, photo.width)
         if (h, w) != (full_h, full_w):
             note += f" For more detail ({full_w}x{full_h}) pick '{SAME_AS_INPUT}': it takes longer."
@@ -315,17 +342,24 @@ class WebApp:
         return f"{name or file.name}: {clip.size[0]}x{clip.size[1]}, {clip.seconds:.1f} s."
 
     def stylize_video(
-        self, path: str | None, style: str, output_size: str = DEFAULT_SIZE, *, name: str = "", report: Report = _silent
+        self,
+        path: str | None,
+        style: str,
+        output_size: str = DEFAULT_SIZE,
+        fast: bool = False,
+        *,
+        name: str = "",
+        report: Report = _silent,
     ) -> str:
-        """Stylize an uploaded clip (audio kept) at ``output_size`` (never above the clip's own)
-        and return the path of the result."""
+        """Stylize an uploaded clip (audio kept) at ``output_size`` (never above the clip's own),
+        with ``precision="fast"`` if ``fast``, and return the path of the result."""
         from .video import stylize_video
 
         file, clip = self._probe_clip(path, name)
         long_side = _long_side(output_size)
-        report(0.0, f"Loading the {style} style")
+        report(0.0, f"Loading the {style} style" + (" (fast)" if fast else ""))
         # Frames arrive at the output size; max_pixels still caps what the model sees.
-        stylizer = self._stylizer(self.model(style), batch_size=4, restore_size=True)
+        stylizer = self._stylizer(style, fast, batch_size=4, restore_size=True)
         done = 0
 
         def frames(batch):
@@ -347,15 +381,13 @@ class WebApp:
 
     def thumbnails(self) -> list[tuple[Image.Image, str]]:
         """(thumbnail, style) for each style whose weights are present, from the first example photo."""
-        if not self.examples:
-            return []
-        photos = sorted(p for p in Path(self.examples).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        photos = self._example_photos()
         if not photos:
             return []
         photo = load_image(photos[0]).to_pil().convert("RGB")
         photo.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         return [
-            (self._stylizer(self.model(style)).stylize(photo), style)
+            (self._stylizer(style).stylize(photo), style)
             for style, weights in self.styles.items()
             if self._present(weights)
         ]
@@ -410,6 +442,7 @@ class WebApp:
                         with gr.Row():
                             face_mode = gr.Checkbox(label="Face mode (a square around the face)", elem_id="face")
                             keep_colors = gr.Checkbox(label="Keep the photo's colours")
+                            fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="fast")
                         output_size = gr.Radio(sizes, value=DEFAULT_SIZE, label="Output size", info=size_info + (
                             " Face mode gives a square of that side."), elem_id="size")  # fmt: skip
                         go = gr.Button("Stylize", variant="primary", elem_id="go")
@@ -425,10 +458,10 @@ class WebApp:
                     except AnimeGANError as exc:
                         return None, problem(exc, "Can't use this file."), None, idle, ""  # drop the file: no broken-image icon stays
 
-                def on_photo(payload, style_name, face, keep, size, progress=gr.Progress()):
+                def on_photo(payload, style_name, face, keep, size, quick, progress=gr.Progress()):
                     path, name = _uploaded(payload)
                     try:
-                        result = self.stylize_image(path, style_name, face, keep, size, name=name, report=words(progress))
+                        result = self.stylize_image(path, style_name, face, keep, size, quick, name=name, report=words(progress))
                     except AnimeGANError as exc:
                         return None, idle, problem(exc)
                     return (result.before, result.after), gr.DownloadButton(value=result.file, interactive=True), _markdown(result.note)
@@ -440,7 +473,7 @@ class WebApp:
                 photo.clear(lambda: ("", None, idle, ""), None, [photo_note, compare, download, status], api_visibility="private")
                 # Clear first, so a failed run never leaves the previous result to download.
                 go.click(lambda: (None, idle, ""), None, [compare, download, status], queue=False, api_visibility="private").then(
-                    on_photo, [photo, style, face_mode, keep_colors, output_size], [compare, download, status],
+                    on_photo, [photo, style, face_mode, keep_colors, output_size, fast], [compare, download, status],
                     preprocess=False, api_visibility="private",
                 )  # fmt: skip
             with gr.Tab("Video"):
@@ -450,6 +483,7 @@ class WebApp:
                         clip_note = gr.Markdown(elem_id="clip-note")
                         video_style = gr.Dropdown(styles, value=styles[0], label="Style", elem_id="video-style")
                         video_size = gr.Radio(sizes, value=DEFAULT_SIZE, label="Output size", info=size_info, elem_id="video-size")
+                        video_fast = gr.Checkbox(label=FAST_LABEL, info=FAST_INFO, elem_id="video-fast")
                         go_video = gr.Button("Stylize clip", variant="primary", elem_id="go-video")
                     with gr.Column():
                         result = gr.Video(label="Anime clip", elem_id="result")
@@ -462,17 +496,17 @@ class WebApp:
                     except AnimeGANError as exc:
                         return None, problem(exc, "Can't use this file.")
 
-                def on_video(payload, style_name, size, progress=gr.Progress()):
+                def on_video(payload, style_name, size, quick, progress=gr.Progress()):
                     path, name = _uploaded(payload)
                     try:
-                        return self.stylize_video(path, style_name, size, name=name, report=words(progress)), ""
+                        return self.stylize_video(path, style_name, size, quick, name=name, report=words(progress)), ""
                     except AnimeGANError as exc:
                         return None, problem(exc)
 
                 clip.upload(on_clip_upload, clip, [clip, clip_note], preprocess=False, concurrency_id="checks",
                             concurrency_limit=2, api_visibility="private")  # fmt: skip
                 go_video.click(lambda: (None, ""), None, [result, video_status], queue=False, api_visibility="private").then(
-                    on_video, [clip, video_style, video_size], [result, video_status], preprocess=False, api_visibility="private"
+                    on_video, [clip, video_style, video_size, video_fast], [result, video_status], preprocess=False, api_visibility="private"
                 )  # fmt: skip
             if thumbs:
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -167,6 +168,10 @@ def test_browser_download_is_named_after_input_and_style_and_a_failed_run_leaves
         download.value.save_as(tmp_path / "anime.png")
         with Image.open(tmp_path / "anime.png") as anime:
             assert anime.size == (160, 120)
+        page.locator("#fast input").check()  # the fast path on this CPU, named in the note
+        page.click("#go")
+        expect(page.locator("#status")).to_contain_text(re.compile(r"Done in [0-9.]+ s with \w+ on \w+ \(cpu; fast: "), timeout=120_000)
+        expect(page.locator("#status")).to_contain_text("the photo, 160x120 pixels.")
         page.locator("#face input").check()
         page.click("#go")
         expect(page.locator("#status")).to_contain_text("No face found in this photo: untick 'Face mode'", timeout=120_000)
@@ -225,6 +230,25 @@ def test_default_size_answers_fast_says_how_to_get_full_size_and_reports_progres
         "street.jpg: 1280x672 pixels. That is more than this server stylizes at once (0.3 megapixels): "
         "'Same as input' gives 755x396."
     )
+
+
+def test_fast_toggle_runs_the_fast_path_prepared_once_and_says_which(app, testdata, monkeypatch):
+    import animegan2.stylize
+    from animegan2.precision import FAST_MIN_PSNR, Capabilities
+
+    bf16_cpu = Capabilities(cpu_name="a CPU with AVX-512 BF16", avx2=True, avx512=True, avx512_bf16=True)
+    monkeypatch.setattr(animegan2.stylize, "detect", lambda device: bf16_cpu)
+    exact = app.stylize_image(str(testdata / "street.jpg"), "toon")
+    fast = app.stylize_image(str(testdata / "street.jpg"), "toon", fast=True)
+    assert exact.note.startswith("Done in ") and " with " not in exact.note
+    assert " s with bfloat16 on torch (cpu; fast: AVX-512 BF16, no AMX): the photo, 512x269 pixels." in fast.note
+    a, b = (np.asarray(r.after, dtype=np.float64) for r in (exact, fast))
+    psnr = 10 * math.log10(255**2 / np.mean((a - b) ** 2))
+    # bfloat16 keeps 8 significant bits (relative rounding 2^-9 per operation); the bar for fast is 40 dB.
+    assert psnr >= FAST_MIN_PSNR, psnr
+    # one prepared model per (style, fast), shared by every request whatever its image options
+    assert app._stylizer("toon", True, size=64).model is app._stylizer("toon", True).model
+    assert app._stylizer("toon", True).model is not app._stylizer("toon").model
 
 
 def test_face_mode_gives_the_face_square_at_the_chosen_size(app, testdata):
