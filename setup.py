@@ -22,11 +22,12 @@ EXTRAS = {
     "web": ["gradio>=6.0,<7"],  # Gradio 6 API (fit_columns, buttons, api_visibility); the page CSS targets its gallery
     "mobile": ["executorch>=1.5,<2", "coremltools>=9.0"],
     # Not in "all": litert-converter 0.5 pins xdsl 0.28, which pins typing-extensions<4.13 and so
-    # downgrades pydantic under gradio. Install it in its own environment.
-    "litert": ["litert-torch>=0.10,<1", "ai-edge-litert>=2.3"],
+    # downgrades pydantic under gradio. Install it in its own environment (scripts/setup_dev.sh
+    # makes .venv-litert for the tests). The interpreter alone (ai-edge-litert) installs anywhere.
+    "litert": ["litert-torch>=0.10,<1", "ai-edge-litert>=2.3,<3"],
 }
 EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() if name != "litert" for dep in deps})
-EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40"]
+EXTRAS["test"] = EXTRAS["all"] + ["pytest>=7", "gradio_client>=0.10", "playwright>=1.40", "ai-edge-litert>=2.3,<3"]
 
 setup(
     name="animegan2",

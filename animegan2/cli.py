@@ -722,7 +722,7 @@ def _add_export(sub, common):
                         "with align_corners upsampling; default 512 512)")
     p.add_argument("--precision", choices=["float32", "int8", "float16"], default=None,
                    help="ONNX: int8 static quantization (needs --calibration, implies --dynamic); "
-                        "Core ML: float16 (default) or float32")
+                        "LiteRT: float16 weights or int8 dynamic range; Core ML: float16 (default) or float32")
     p.add_argument("--calibration", nargs="+", metavar="PHOTO", help="photos to calibrate int8 on")
     p.add_argument("--onnxruntime-web", metavar="TGZ",
                    help="--web: the onnxruntime-web npm tarball to vendor (default: `npm pack` into the cache)")
@@ -731,7 +731,7 @@ def _add_export(sub, common):
 
 
 def _export_precision(args) -> str:
-    allowed = {"coreml": ("float16", "float32"), "onnx": ("float32", "int8")}
+    allowed = {"coreml": ("float16", "float32"), "onnx": ("float32", "int8"), "litert": ("float32", "float16", "int8")}
     kind = next(k for k in ("onnx", "torchscript", "litert", "executorch", "coreml", "web") if getattr(args, k))
     precision = args.precision or allowed.get(kind, ("float32",))[0]
     if precision not in allowed.get(kind, ("float32",)):
@@ -755,19 +755,21 @@ def _run_export(args) -> int:
     precision = _export_precision(args)
     size = tuple(args.size)
     if args.torchscript:
-        path = export_torchscript(model, args.torchscript, size=size)
+        path = export_torchscript(model, args.torchscript, size=size, overwrite=args.overwrite)
     elif args.litert:
         from .mobile import export_litert
 
-        path = export_litert(model, args.litert, size=size, metadata=metadata)
+        path = export_litert(model, args.litert, size=size, precision=precision, metadata=metadata, overwrite=args.overwrite)
     elif args.executorch:
         from .mobile import export_executorch
 
-        path = export_executorch(model, args.executorch, metadata=metadata)
+        path = export_executorch(model, args.executorch, metadata=metadata, overwrite=args.overwrite)
     elif args.coreml:
         from .mobile import export_coreml
 
-        path = export_coreml(model, args.coreml, size=size, precision=precision, metadata=metadata)
+        path = export_coreml(
+            model, args.coreml, size=size, precision=precision, metadata=metadata, overwrite=args.overwrite
+        )
     elif args.web:
         from .webexport import export_web
 
@@ -777,9 +779,12 @@ def _run_export(args) -> int:
             raise ConfigError("--precision int8 needs --calibration PHOTO... (a few real photos)")
         if precision == "int8":
             float_model = export_onnx(model, opset=args.opset, dynamic=True, metadata=metadata)
-            quantize_int8(float_model, calibration_tensors(args.calibration), args.onnx)
+            quantize_int8(float_model, calibration_tensors(args.calibration), args.onnx, overwrite=args.overwrite)
         else:
-            export_onnx(model, args.onnx, opset=args.opset, dynamic=args.dynamic, size=size, metadata=metadata)
+            export_onnx(
+                model, args.onnx, opset=args.opset, dynamic=args.dynamic, size=size, metadata=metadata,
+                overwrite=args.overwrite,
+            )
         path = Path(args.onnx)
     if not args.quiet:
         print(f"animegan2: wrote {path} ({model.upsample} upsampling, {precision})", file=sys.stderr)

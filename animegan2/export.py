@@ -18,6 +18,7 @@ ONNX Runtime is the ``onnx`` extra, imported only when used.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from . import __version__, architectures
 from ._atomic import write_bytes_atomic
-from .errors import ConfigError, ImageError, WeightsError, require
+from .errors import ConfigError, ImageError, OutputExistsError, WeightsError, require
 from .model import Generator, upsample2x, upsample2x_tf
 from .onnx_v3 import onnx_providers
 
@@ -75,6 +76,38 @@ class _Exportable(nn.Module):
         return self.generator.forward_layers(x, upsample=self.upsample)
 
 
+class _LayerNorm(nn.Module):
+    """``GroupNorm(1, C)`` as the exporters get it: two passes, each mean taken axis by axis
+    (W, then H, then C), so no float32 sum runs over a whole map. Runtimes that sum the map
+    in one run drift with photo-like weights: ExecuTorch's ``group_norm`` decomposition was
+    8.6e-3 off at the output at 336 x 640, ONNX Runtime's ``InstanceNormalization`` (what the
+    ONNX exporter makes of ``GroupNorm``) 3e-4; this form is about 1e-6 off in both."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    @staticmethod
+    def _mean(x: Tensor) -> Tensor:
+        return x.mean(3, keepdim=True).mean(2, keepdim=True).mean(1, keepdim=True)  # equal-size groups: exact
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = x - self._mean(x)
+        scale = self.weight.view(1, -1, 1, 1) / torch.sqrt(self._mean(d * d) + self.eps)
+        return d * scale + self.bias.view(1, -1, 1, 1)
+
+
+def _exportable(model: nn.Module, upsample) -> _Exportable:
+    """An eval-mode copy of the generator as the exporters trace it: each ``GroupNorm(1)`` as
+    :class:`_LayerNorm`, upsampling by ``upsample(x, mode, align_size)``."""
+    generator = copy.deepcopy(_check_generator(model)).eval()
+    norms = [(parent, name, child) for parent in generator.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.GroupNorm) and child.num_groups == 1]  # fmt: skip
+    for parent, name, child in norms:
+        setattr(parent, name, _LayerNorm(child))
+    return _Exportable(generator, upsample).eval()
+
+
 def _check_generator(model: nn.Module, export: str = "onnx") -> Generator:
     """``model``, if its architecture exports to ``export`` (the registry says which do)."""
     arch = architectures.of(model)
@@ -84,9 +117,12 @@ def _check_generator(model: nn.Module, export: str = "onnx") -> Generator:
     return model
 
 
-def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def _write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool) -> Path:
     # Exports may name a folder that does not exist yet.
-    write_bytes_atomic(path, data, parents=True)
+    try:
+        write_bytes_atomic(path, data, replace=overwrite, parents=True)
+    except FileExistsError as exc:
+        raise OutputExistsError(f"{path} already exists; overwrite it or choose another name") from exc
     return Path(path)
 
 
@@ -98,9 +134,11 @@ def export_onnx(
     dynamic: bool = False,
     size: tuple[int, int] = (256, 256),
     metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> bytes:
     """Export a :class:`~animegan2.model.Generator` to ONNX; returns the model's bytes and
-    writes them atomically to ``path`` if given.
+    writes them atomically to ``path`` if given (an existing file only with ``overwrite``,
+    else :class:`~animegan2.errors.OutputExistsError`).
 
     ``size`` is the (height, width) traced; with ``dynamic=True`` the batch, height and width
     are dynamic axes, otherwise the graph takes exactly 1 x 3 x ``size``. Input ``image``
@@ -112,22 +150,17 @@ def export_onnx(
         raise ConfigError(f"opset {opset} has no Resize with asymmetric coordinates: use --opset 11 or later")
     dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
     buffer = io.BytesIO()
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                _Exportable(generator, _export_upsample),
-                (torch.zeros(1, 3, *size),),
-                buffer,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=dynamic_axes if dynamic else None,
-            )
-    finally:
-        generator.train(was_training)
+    with torch.no_grad():
+        torch.onnx.export(
+            _exportable(generator, _export_upsample),
+            (torch.zeros(1, 3, *size),),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes if dynamic else None,
+        )
     data = buffer.getvalue()
     if metadata:
         onnx = require("onnx", "onnx")
@@ -135,7 +168,7 @@ def export_onnx(
         onnx.helper.set_model_props(proto, metadata)
         data = proto.SerializeToString()
     if path is not None:
-        _write_atomic(path, data)
+        _write_atomic(path, data, overwrite)
     return data
 
 
@@ -167,8 +200,11 @@ def export_metadata(model: nn.Module, name: str | None = None, license: str | No
     }
 
 
-def export_torchscript(model: nn.Module, path: str | os.PathLike, *, size: tuple[int, int] = (256, 256)) -> Path:
-    """Trace a :class:`~animegan2.model.Generator` to TorchScript and save it atomically.
+def export_torchscript(
+    model: nn.Module, path: str | os.PathLike, *, size: tuple[int, int] = (256, 256), overwrite: bool = False
+) -> Path:
+    """Trace a :class:`~animegan2.model.Generator` to TorchScript and save it atomically
+    (an existing file only with ``overwrite``, else :class:`~animegan2.errors.OutputExistsError`).
 
     The trace runs at ``size`` and works for any input size and batch; load it with
     ``torch.jit.load(path)`` (no animegan2 needed).
@@ -178,7 +214,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, *, size: tuple
         traced = torch.jit.trace(_Exportable(generator.eval()), torch.zeros(1, 3, *size), check_trace=False)
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
-    return _write_atomic(path, buffer.getvalue())
+    return _write_atomic(path, buffer.getvalue(), overwrite)
 
 
 def calibration_tensors(images: Iterable, side: int = CALIBRATION_SIDE) -> list[Tensor]:
@@ -209,13 +245,15 @@ def calibration_tensors(images: Iterable, side: int = CALIBRATION_SIDE) -> list[
     return [t[i : i + 1] for t in out for i in range(t.shape[0])]
 
 
-def quantize_int8(onnx_model: bytes, calibration: Sequence[Tensor], path: str | os.PathLike | None = None) -> bytes:
+def quantize_int8(
+    onnx_model: bytes, calibration: Sequence[Tensor], path: str | os.PathLike | None = None, *, overwrite: bool = False
+) -> bytes:
     """Post-training static int8 quantization of an exported generator with ONNX Runtime:
     QDQ format, per-channel int8 convolution weights, uint8 activations whose ranges are the
     99.99th percentiles seen running ``calibration`` (see :func:`calibration_tensors`; all
     of one size). The first and last convolutions (about 1% of the work, but straight on
     the pixels) stay float32. Returns the new model and writes it atomically to ``path``
-    if given.
+    if given (an existing file only with ``overwrite``).
 
     The graph must have dynamic height and width (``export_onnx(..., dynamic=True)``) when
     the calibration tensors differ in size.
@@ -250,7 +288,7 @@ def quantize_int8(onnx_model: bytes, calibration: Sequence[Tensor], path: str | 
             )
         data = dst.read_bytes()
     if path is not None:
-        _write_atomic(path, data)
+        _write_atomic(path, data, overwrite)
     return data
 
 

@@ -3,10 +3,11 @@
 
 The converters are extras, imported only when used: ``mobile`` (ExecuTorch, Core ML) and
 ``litert`` (litert-torch; its pins clash with the ``web`` extra, so it lives in its own
-environment). All three trace the
-generator's module-by-module path with one change: the ``"tf"`` upsampling (TF1-legacy 2x
-bilinear) is written as nearest 2x, replicate-pad bottom/right by one, 2x2 average at stride 1
--- the same weights (1, 1/2, 1/4) on the same neighbours, from ops every converter knows.
+environment). All three trace the exporters' copy of the generator (each layer norm as two
+passes of axis-by-axis means, see ``export._LayerNorm``) with one change more: the ``"tf"``
+upsampling (TF1-legacy 2x bilinear) is written as nearest 2x, replicate-pad bottom/right by
+one, 2x2 average at stride 1 -- the same weights (1, 1/2, 1/4) on the same neighbours, from
+ops every converter knows.
 
 >>> g = load_generator("hayao")                                        # doctest: +SKIP
 >>> export_executorch(g, "hayao.pte", metadata=export_metadata(g))   # doctest: +SKIP
@@ -14,7 +15,8 @@ bilinear) is written as nearest 2x, replicate-pad bottom/right by one, 2x2 avera
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -25,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError, require
-from .export import INPUT_NAME, OUTPUT_NAME, _check_generator, _Exportable, _write_atomic
+from .errors import ConfigError, OutputExistsError, require
+from .export import INPUT_NAME, OUTPUT_NAME, _check_generator, _exportable, _write_atomic
 from .model import MIN_SIDE, upsample2x
 from .resize import size_multiple
 
@@ -47,34 +49,8 @@ def _upsample(x: Tensor, mode: str, align_size: tuple[int, int]) -> Tensor:
     return upsample2x_tf_ops(x) if mode == "tf" else upsample2x(x, mode, align_size)
 
 
-class _LayerNorm(nn.Module):
-    """``GroupNorm(1, C)`` as the converters get it: two passes, each mean taken axis by axis
-    (W, then H, then C), so no float32 sum runs over a whole map. ExecuTorch's decomposition
-    of ``group_norm`` sums the map in one run: 3.5e-3 off after the first layer at 168 x 320
-    with photo-like weights, 8.6e-3 at the output at 336 x 640; this form is 1.4e-6 off at
-    168 x 320."""
-
-    def __init__(self, norm: nn.GroupNorm) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
-
-    @staticmethod
-    def _mean(x: Tensor) -> Tensor:
-        return x.mean(3, keepdim=True).mean(2, keepdim=True).mean(1, keepdim=True)  # equal-size groups: exact
-
-    def forward(self, x: Tensor) -> Tensor:
-        d = x - self._mean(x)
-        scale = self.weight.view(1, -1, 1, 1) / torch.sqrt(self._mean(d * d) + self.eps)
-        return d * scale + self.bias.view(1, -1, 1, 1)
-
-
 def _module(model: nn.Module) -> nn.Module:
-    generator = copy.deepcopy(_check_generator(model)).eval()
-    norms = [(parent, name, child) for parent in generator.modules() for name, child in parent.named_children()
-             if isinstance(child, nn.GroupNorm) and child.num_groups == 1]  # fmt: skip
-    for parent, name, child in norms:
-        setattr(parent, name, _LayerNorm(child))
-    return _Exportable(generator, _upsample).eval()
+    return _exportable(model, _upsample)
 
 
 def _dynamic_shapes(generator: nn.Module, max_side: int):
@@ -102,6 +78,8 @@ def _with_sizes(metadata: dict[str, str] | None, size: tuple[int, int], max_side
 
 # --- LiteRT ---
 
+LITERT_PRECISIONS = ("float32", "float16", "int8")
+
 
 def _tflite_with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     # LiteRT's Model table has named metadata buffers: one holds our JSON.
@@ -119,33 +97,72 @@ def _tflite_with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     return bytes(builder.Output())
 
 
-def export_litert(
-    model: nn.Module, path: str | os.PathLike, *, size: tuple[int, int], metadata: dict[str, str] | None = None
-) -> Path:
-    """Convert a generator to LiteRT with ``litert-torch`` and write ``path`` atomically: input
-    ``1 x 3 x size`` float32 in [-1, 1] (fixed: litert-torch converts these graphs with static
-    shapes only), output the same layout. ``metadata`` goes into the model's metadata table
-    under ``"animegan2"`` (JSON)."""
+def _quantize_litert(flatbuffer: bytes, precision: str) -> bytes:
+    quantizer = require("ai_edge_quantizer.quantizer", "litert")
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    q = quantizer.Quantizer(bytearray(flatbuffer))
+    if precision == "float16":  # weight-only: float16 weights, widened before each op
+        q.add_weight_only_config(".*", TFLOperationName.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    else:  # dynamic range: int8 weights per output channel, inputs quantized as each op runs
+        q.add_dynamic_config(".*", TFLOperationName.ALL_SUPPORTED, 8)
+    # It prints a size report and progress bars that its flags do not all silence.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return bytes(q.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+def convert_litert(model: nn.Module, *, size: tuple[int, int]) -> bytes:
+    """A generator converted to LiteRT by ``litert-torch``: the float32 flatbuffer, input
+    ``1 x 3 x size`` float32 in [-1, 1] (fixed: litert-torch converts these graphs with
+    static shapes only), output the same layout."""
     litert_torch = require("litert_torch", "litert")
-    generator = _check_generator(model)
     with torch.no_grad():
-        edge = litert_torch.convert(_module(generator), (torch.zeros(1, 3, *size),))
+        edge = litert_torch.convert(_module(model), (torch.zeros(1, 3, *size),))
     with tempfile.TemporaryDirectory(prefix="animegan2-litert-") as tmp:
         edge.export(str(Path(tmp) / "model.tflite"))
-        data = (Path(tmp) / "model.tflite").read_bytes()
-    if metadata:
-        data = _tflite_with_metadata(data, _with_sizes(metadata, size, None))
-    return _write_atomic(path, data)
+        return (Path(tmp) / "model.tflite").read_bytes()
+
+
+def export_litert(
+    model: nn.Module | bytes,
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int],
+    precision: str = "float32",
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a generator as LiteRT (see :func:`convert_litert`) to ``path`` atomically (an
+    existing file only with ``overwrite``). ``model``: the generator, or the flatbuffer
+    :func:`convert_litert` made of it at ``size`` (several precisions from one conversion).
+    ``precision``: ``"float32"``; ``"float16"`` (weights stored as float16, half the file;
+    CPUs widen them and compute in float32); ``"int8"`` (dynamic range: convolution weights
+    int8 per output channel, a quarter of the file, each convolution's input quantized to
+    int8 as it runs). ``metadata`` goes into the model's metadata table under
+    ``"animegan2"`` (JSON), with the precision."""
+    if precision not in LITERT_PRECISIONS:
+        raise ConfigError(f"LiteRT precision must be one of {LITERT_PRECISIONS}, got {precision!r}")
+    data = model if isinstance(model, bytes) else convert_litert(model, size=size)
+    if metadata:  # before quantizing: the quantizer moves buffers past the flatbuffer, keeping the table
+        data = _tflite_with_metadata(data, {**_with_sizes(metadata, size, None), "precision": precision})
+    if precision != "float32":
+        data = _quantize_litert(data, precision)
+    return _write_atomic(path, data, overwrite)
 
 
 def read_litert_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``"animegan2"`` metadata a LiteRT file was written with (empty if none)."""
     schema = require("ai_edge_litert.schema_py_generated", "litert")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+    data = Path(path).read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     for entry in model.metadata or []:
         name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
         if name == METADATA_NAME:
-            return json.loads(bytes(model.buffers[entry.buffer].data))
+            buffer = model.buffers[entry.buffer]
+            if buffer.offset > 1:  # stored after the flatbuffer (files over 2 GB, quantizer output)
+                return json.loads(data[buffer.offset : buffer.offset + buffer.size])
+            return json.loads(bytes(buffer.data))
     return {}
 
 
@@ -176,9 +193,10 @@ def export_executorch(
     size: tuple[int, int] = (256, 256),
     dynamic: bool = True,
     metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Lower a generator to ExecuTorch with the XNNPACK delegate and write the ``.pte``
-    atomically. ``dynamic``: height and width from :data:`MIN_SIDE` to ``MAX_SIDE["executorch"]``
+    atomically (an existing file only with ``overwrite``). ``dynamic``: height and width from :data:`MIN_SIDE` to ``MAX_SIDE["executorch"]``
     (multiples of 4 in the ``"tf"``/``"half_pixel"`` modes), else exactly ``size``.
     ``metadata`` is a constant method ``animegan2`` returning its JSON string."""
     require("executorch", "mobile")
@@ -190,7 +208,7 @@ def export_executorch(
     metadata = _with_sizes(metadata, size, max_side)
     constants = {METADATA_NAME: json.dumps(metadata, sort_keys=True)} if metadata else None
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
-    return _write_atomic(path, edge.to_executorch().buffer)
+    return _write_atomic(path, edge.to_executorch().buffer, overwrite)
 
 
 class ExecuTorchModel(nn.Module):
@@ -236,7 +254,7 @@ def convert_coreml(
     ct = require("coremltools", "mobile")
     if precision not in COREML_PRECISIONS:
         raise ConfigError(f"Core ML precision must be one of {COREML_PRECISIONS}, got {precision!r}")
-    generator = _check_generator(model)
+    generator = _check_generator(model, "coreml")
     if dynamic is None:
         dynamic = generator.upsample != "align_corners"
     max_side = MAX_SIDE["coreml"] if dynamic else None
@@ -262,24 +280,27 @@ def convert_coreml(
     return mlmodel
 
 
-def export_coreml(model: nn.Module, path: str | os.PathLike, **kwargs) -> Path:
+def export_coreml(model: nn.Module, path: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> Path:
     """:func:`convert_coreml` and save the ``.mlpackage`` folder under ``path`` (made beside it
-    and renamed into place, replacing an older package of that name)."""
-    mlmodel = convert_coreml(model, **kwargs)
+    and renamed into place; an older package of that name is replaced only with ``overwrite``,
+    else :class:`~animegan2.errors.OutputExistsError`)."""
     path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; overwrite it or choose another name")
+    mlmodel = convert_coreml(model, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         mlmodel.save(str(tmp / path.name))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp / path.name, path)
+        if path.exists() and overwrite:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.rename(tmp / path.name, path)  # refuses a file or a non-empty folder made meanwhile
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
 __all__ = [
-    "COREML_PRECISIONS", "ExecuTorchModel", "LiteRTModel", "convert_coreml", "export_coreml", "export_executorch",
-    "export_litert", "read_litert_metadata", "upsample2x_tf_ops",
+    "COREML_PRECISIONS", "LITERT_PRECISIONS", "ExecuTorchModel", "LiteRTModel", "convert_coreml", "convert_litert",
+    "export_coreml", "export_executorch", "export_litert", "read_litert_metadata", "upsample2x_tf_ops",
 ]  # fmt: skip

@@ -6,8 +6,9 @@ measured in the same run.
 
 Two layouts of the same tensors: the face_paint_512_v2 layout (align_corners upsampling,
 norm epsilon 1e-5) and a TF-converted layout (TF1 bilinear, epsilon 1e-12). Formats whose
-package is missing are reported as such (LiteRT needs the litert extra in its own
-environment; Core ML runs only on Apple systems, so only its size is measured here).
+package is missing are left out: run it with ``.venv-litert/bin/python`` (scripts/setup_dev.sh
+makes it: this environment's packages plus the litert extra) to include LiteRT in float32,
+float16 and int8. Core ML runs only on Apple systems, so only its size is measured here.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def _formats(g: Generator, x: torch.Tensor, tmp: Path, threads: int):
         path = export_executorch(g, tmp / "g.pte", metadata=meta)
         yield "ExecuTorch (XNNPACK)", path, ExecuTorchModel(path)
     if importlib.util.find_spec("litert_torch"):
-        from animegan2.mobile import LiteRTModel, export_litert
+        from animegan2.mobile import LITERT_PRECISIONS, LiteRTModel, convert_litert, export_litert
 
-        path = export_litert(g, tmp / "g.tflite", size=tuple(x.shape[-2:]), metadata=meta)
-        yield "LiteRT", path, LiteRTModel(path, threads=threads)
+        size = tuple(x.shape[-2:])
+        flatbuffer = convert_litert(g, size=size)
+        for precision in LITERT_PRECISIONS:
+            path = export_litert(flatbuffer, tmp / f"g_{precision}.tflite", size=size, precision=precision, metadata=meta)
+            yield f"LiteRT {precision}", path, LiteRTModel(path, threads=threads)
     if importlib.util.find_spec("coremltools"):
         from animegan2.mobile import export_coreml
 
@@ -109,21 +113,22 @@ def main() -> None:
             want, base = _timed(g, x, args.repeat)
         want_u8 = from_tensor(want)[0]
         print(f"\n{layout} ({mode}, eps {eps:g}): PyTorch default path {base * 1000:.0f} ms")
-        print("| format | max abs vs PyTorch | uint8 levels | size | time / PyTorch |")
-        print("|---|---|---|---|---|")
+        print("| format | max abs vs PyTorch | PSNR | uint8 levels | size | time / PyTorch |")
+        print("|---|---|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for name, path, runner in _formats(g, x, Path(tmp), args.threads):
                 if runner is None:
-                    print(f"| {name} | not run (Apple only) | | {_size(path) / 1e6:.1f} MB | |")
+                    print(f"| {name} | not run (Apple only) | | | {_size(path) / 1e6:.1f} MB | |")
                     continue
                 got, seconds = _timed(runner, x, args.repeat)
                 diff = (got - want).abs().max().item()
+                psnr = 10 * torch.log10(4 / ((got - want) ** 2).mean()).item()  # [-1, 1]: peak-to-peak 2
                 levels = int(np.abs(from_tensor(got)[0].astype(int) - want_u8.astype(int)).max())
-                print(f"| {name} | {diff:.1e} | {levels} | {_size(path) / 1e6:.1f} MB | {seconds / base:.2f} |")
+                print(f"| {name} | {diff:.1e} | {psnr:.1f} dB | {levels} | {_size(path) / 1e6:.1f} MB | {seconds / base:.2f} |")
             if not args.no_web:
                 size, levels, seconds = _web(g, x, Path(tmp), want_u8)
                 ratio = f"{seconds / base:.2f} (page's own timer, WebAssembly, 1 thread)" if seconds else "?"
-                print(f"| web page (ORT Web, Chromium) | | {levels} | {size / 1e6:.1f} MB | {ratio} |")
+                print(f"| web page (ORT Web, Chromium) | | | {levels} | {size / 1e6:.1f} MB | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,27 @@ def random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
         else:  # norm beta or depthwise bias
             state[name] = 0.1 * torch.randn(p.shape, generator=gen)
     return state
+
+
+def smooth_state_dict(seed: int) -> dict[str, torch.Tensor]:
+    """Image-like weights: every k x k kernel a Gaussian (sigma k/3) times a random channel
+    mix, so each layer mixes channels and smooths, and activations stay smooth and image-like
+    as trained weights keep them; random kernels give noise, on which reduced precision says
+    little (README, "Precision")."""
+    state = random_state_dict(seed)
+    rng = torch.Generator().manual_seed(seed)
+    for key, w in state.items():
+        if w.ndim == 4 and w.shape[-1] > 1:
+            r = torch.arange(w.shape[-1]) - w.shape[-1] // 2
+            blur = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * (w.shape[-1] / 3) ** 2))
+            if w.shape[1] > 1:
+                mix = w.mean(dim=(2, 3), keepdim=True)
+            else:  # depthwise: one positive gain per channel
+                mix = torch.rand(w.shape[0], 1, 1, 1, generator=rng) + 0.5
+            state[key] = mix * blur / blur.sum()
+    return state
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
+    return 10 * torch.log10(4 / ((a - b) ** 2).mean()).item()

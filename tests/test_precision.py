@@ -17,7 +17,7 @@ from animegan2.errors import ConfigError
 from animegan2.model import Generator
 from animegan2.precision import Capabilities, LowPrecisionModel, choose, detect
 from animegan2.stylize import Stylizer
-from tests.reference import random_state_dict
+from tests.reference import psnr, smooth_state_dict
 
 X86 = {"cpu_name": "test CPU", "architecture": "x86_64", "avx2": True}
 AMX = Capabilities(**X86, avx512=True, avx512_bf16=True, amx_bf16=True, vnni=True, onnxruntime=True)
@@ -101,25 +101,6 @@ def test_detect_reads_what_torch_reports(monkeypatch):
     assert detect("cpu").features() == "AVX2, AVX-512, AVX-512 BF16, VNNI"
 
 
-def smooth_state_dict(seed: int) -> dict[str, torch.Tensor]:
-    """Image-like weights: every k x k kernel a Gaussian (sigma k/3) times a random channel
-    mix, so each layer mixes channels and smooths, and activations stay smooth and image-like
-    as trained weights keep them; random kernels give noise, on which reduced precision says
-    little (README, "Precision")."""
-    state = random_state_dict(seed)
-    rng = torch.Generator().manual_seed(seed)
-    for key, w in state.items():
-        if w.ndim == 4 and w.shape[-1] > 1:
-            r = torch.arange(w.shape[-1]) - w.shape[-1] // 2
-            blur = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * (w.shape[-1] / 3) ** 2))
-            if w.shape[1] > 1:
-                mix = w.mean(dim=(2, 3), keepdim=True)
-            else:  # depthwise: one positive gain per channel
-                mix = torch.rand(w.shape[0], 1, 1, 1, generator=rng) + 0.5
-            state[key] = mix * blur / blur.sum()
-    return state
-
-
 @pytest.fixture(scope="module")
 def smooth_generator() -> Generator:
     g = Generator(upsample="align_corners", norm_eps=1e-5)
@@ -141,10 +122,6 @@ def photos(testdata) -> list[torch.Tensor]:
     return out
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * torch.log10(4 / ((a - b) ** 2).mean()).item()  # values in [-1, 1]: peak-to-peak 2
-
-
 # What each precision keeps against float32 (min over the four photos at long side 96).
 # bf16 keeps 8 significant bits: each stored activation is off by ~2^-9 of itself, and over
 # the network's ~20 normalised layers the output (std ~0.5) by ~0.5 * 2^-9 * sqrt(20),
@@ -161,7 +138,7 @@ def test_each_precision_keeps_its_psnr_on_real_photos(smooth_generator, photos, 
     else:  # fp16 is refused on CPUs without AVX-512 FP16, but runs (slowly) on any
         model = LowPrecisionModel(smooth_generator, name)
     with torch.inference_mode():
-        scores = [_psnr(model(x), exact.model(x)) for x in photos]
+        scores = [psnr(model(x), exact.model(x)) for x in photos]
     assert min(scores) >= bar, scores
 
 
