@@ -466,9 +466,10 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WeightsError(
-            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder"
-        ) from exc
+        raise WriteError(
+            f"cannot create the weights cache folder {folder}: {exc.strerror}; set ANIMEGAN2_HOME to a writable folder",
+            cause=exc, path=folder,
+        ) from exc  # fmt: skip
 
 
 def _missing(key: str, files: Sequence[FileSpec], final: Mapping[str, Path], check_hash: bool, importing: bool) -> list[FileSpec]:
