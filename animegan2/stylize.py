@@ -223,16 +223,18 @@ class Stylizer:
             self.model = LowPrecisionModel(self.model, self.plan.precision)
         self.backend, self.precision = self.plan.backend, self.plan.name
 
-    def _set_options(self, *, size: int | None, max_pixels: int | None, batch_size: int, **flags: bool) -> None:
+    def _set_options(
+        self, *, size: int | None, max_pixels: int | None, x32: bool, keep_color: bool, batch_size: int,
+        progress: bool, restore_size: bool,
+    ) -> None:  # fmt: skip
         if size is not None and size < 1:
             raise ConfigError(f"size must be a positive number of pixels, got {size}")
         if max_pixels is not None and max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        self.size, self.max_pixels, self.batch_size = size, max_pixels, batch_size
-        self.x32, self.keep_color = flags["x32"], flags["keep_color"]
-        self.progress, self.restore_size = flags["progress"], flags["restore_size"]
+        self.size, self.max_pixels, self.x32, self.keep_color = size, max_pixels, x32, keep_color
+        self.batch_size, self.progress, self.restore_size = batch_size, progress, restore_size
 
     def with_options(self, **options: Any) -> Stylizer:
         """A Stylizer that shares this one's prepared model and precision (no reload, no
