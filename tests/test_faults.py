@@ -41,14 +41,18 @@ from tests.toy_training import config as train_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _noise_photos(folder: Path, names: list[str], size: tuple[int, int], seed: int) -> Path:
+    """PNGs of uniform noise, height x width ``size``, one per name, in a new ``folder``."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
 @pytest.fixture
 def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-    return folder
+    return _noise_photos(tmp_path / "photos", [f"img{i}.png" for i in range(3)], (24, 32), seed=0)
 
 
 def _cli(*args):
@@ -134,11 +138,7 @@ def test_a_file_written_meanwhile_by_another_run_is_not_replaced(photos, tmp_pat
 
 @pytest.mark.slow
 def test_two_concurrent_runs_write_each_name_once(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / f"{i:02d}.png")
+    photos = _noise_photos(tmp_path / "photos", [f"{i:02d}.png" for i in range(12)], (32, 32), seed=1)
     runs = []
     for seed in (1, 2):
         w = tmp_path / f"w{seed}.pt"
