@@ -226,3 +226,16 @@ def test_working_size_output_resizes_alpha_and_side_by_side(weights, tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     report = s.stylize_files([(tmp_path / "a.png", tmp_path / "b.png")], side_by_side=True)
     assert report.ok and Image.open(tmp_path / "b.png").size == (30, 10)
+
+
+def test_with_options_shares_the_prepared_model_and_checks_its_options():
+    base = Stylizer(torch.nn.Identity(), device="cpu", precision="exact", progress=False)
+    small = base.with_options(size=256, keep_color=True, batch_size=2)
+    assert small.model is base.model and small.plan == base.plan
+    assert (small.size, small.keep_color, small.batch_size, small.progress) == (256, True, 2, False)
+    assert (base.size, base.keep_color, base.batch_size) == (None, False, 1)  # the original is left as it was
+    assert small.working_size(512, 1024) == (128, 256)
+    with pytest.raises(ConfigError, match="^size must be a positive number of pixels, got 0$"):
+        base.with_options(size=0)
+    with pytest.raises(ConfigError, match="^with_options takes size, max_pixels, x32, keep_color, batch_size, progress, restore_size; not precision$"):
+        base.with_options(precision="fast")
